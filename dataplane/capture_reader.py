@@ -1,0 +1,283 @@
+"""Streaming READER for classic pcap and pcapng capture files.
+
+Owns: turning a capture file on disk into a stream of ``Record``s (raw
+frame bytes + integer-ns timestamp + linktype + interface + comment), in
+constant memory, fast enough to feed replay (>500k records/s for small
+frames).  It does no dissection; writing lives in ``dataplane.pcapng``.
+
+Supported: pcap with µs (a1b2c3d4) and ns (a1b23c4d) magic in both byte
+orders; pcapng with any number of sections (each with its own byte order),
+IDBs (per-interface linktype, if_name, if_tsresol 10^-n and 2^-n,
+if_tsoffset), EPB (opt_comment read back), SPB and the obsolete PB.
+NRB, ISB, custom and unknown blocks are skipped.
+
+Errors raise ``CaptureError`` naming the file, frame number and byte
+offset.  A truncated final record is reported only AFTER every whole
+record before it has been yielded, so callers can replay what is whole.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+__all__ = ["Record", "CaptureError", "open_capture", "read_all",
+           "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LINUX_SLL",
+           "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6"]
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+_CHUNK = 1 << 20
+# A length beyond this is corruption, not a packet; refusing it stops a
+# garbage header from making us allocate gigabytes.
+_MAX_RECORD = 1 << 28
+
+
+@dataclass(slots=True)
+class Record:
+    number: int  # 1-based frame number (packet blocks only, in file order)
+    offset: int  # byte offset of the record header / block in the file
+    time_ns: int  # ns since epoch (0 for SPB, which has no timestamp)
+    linktype: int
+    data: bytes
+    orig_len: int
+    interface: int  # pcapng interface id within its section; 0 for pcap
+    interface_name: str | None
+    comment: str | None
+
+
+class CaptureError(Exception):
+    """Unreadable capture.  ``frame_number`` is the frame that could not be
+    read (1-based; 0 for file-level problems), ``offset`` its byte offset."""
+
+    def __init__(self, message: str, frame_number: int = 0, offset: int = 0):
+        super().__init__(message)
+        self.frame_number = frame_number
+        self.offset = offset
+
+
+class _Stream:
+    """Chunked buffer over a binary file: buf[pos:] are unread bytes,
+    ``base`` is the file offset of buf[0]."""
+
+    __slots__ = ("f", "buf", "pos", "base")
+
+    def __init__(self, f, first: bytes):
+        self.f, self.buf, self.pos, self.base = f, first, 0, 0
+
+    def fill(self, need: int) -> bool:
+        """Make at least ``need`` bytes available at pos; False at EOF."""
+        while len(self.buf) - self.pos < need:
+            more = self.f.read(max(_CHUNK, need - (len(self.buf) - self.pos)))
+            if not more:
+                return False
+            # Drop consumed bytes so memory stays ~one chunk.
+            self.base += self.pos
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+        return True
+
+
+def open_capture(path) -> Iterator[Record]:
+    """Yield every record of a pcap or pcapng file, streaming."""
+    name = os.path.basename(os.fspath(path))
+    with open(path, "rb") as f:
+        s = _Stream(f, f.read(_CHUNK))
+        if not s.fill(4):
+            raise CaptureError(f"{name}: empty or too short ({len(s.buf)} bytes): "
+                               "not a pcap or pcapng file")
+        magic = s.buf[:4]
+        if magic == b"\x0a\x0d\x0d\x0a":
+            yield from _pcapng(s, name)
+        elif magic in _PCAP_MAGICS:
+            yield from _pcap(s, name, *_PCAP_MAGICS[magic])
+        else:
+            raise CaptureError(f"{name}: not a pcap or pcapng file "
+                               f"(magic 0x{magic.hex()})")
+
+
+def read_all(path) -> list[Record]:
+    """All records as a list (tests and small files)."""
+    return list(open_capture(path))
+
+
+# magic bytes as stored -> (byte order, ns per fraction unit)
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+
+
+def _truncated(name, number, off, detail):
+    return CaptureError(f"{name}: frame {number} at byte {off} is truncated ({detail})",
+                        number, off)
+
+
+def _pcap(s: _Stream, name: str, bo: str, frac_ns: int) -> Iterator[Record]:
+    if not s.fill(24):
+        raise CaptureError(f"{name}: pcap file header truncated "
+                           f"({len(s.buf)} of 24 bytes)", 0, 0)
+    linktype = struct.unpack_from(bo + "I", s.buf, 20)[0] & 0xFFFF  # upper bits: FCS info
+    s.pos = 24
+    unpack = struct.Struct(bo + "IIII").unpack_from
+    number = 0
+    # Hot loop: locals only, and the buffer is refilled only at a chunk edge.
+    buf, pos, n = s.buf, 24, len(s.buf)
+    while True:
+        if n - pos < 16:
+            s.pos = pos
+            if not s.fill(16):
+                left = len(s.buf) - s.pos
+                if not left:
+                    return
+                raise _truncated(name, number + 1, s.base + s.pos,
+                                 f"record header needs 16 bytes, {left} left")
+            buf, pos, n = s.buf, s.pos, len(s.buf)
+        sec, frac, incl, orig = unpack(buf, pos)
+        end = pos + 16 + incl
+        if end > n:
+            if incl > _MAX_RECORD:
+                raise CaptureError(f"{name}: frame {number + 1} at byte {s.base + pos} "
+                                   f"has implausible length {incl}", number + 1, s.base + pos)
+            s.pos = pos
+            if not s.fill(16 + incl):
+                raise _truncated(name, number + 1, s.base + s.pos, f"header says {incl} "
+                                 f"bytes, {len(s.buf) - s.pos - 16} left")
+            buf, pos, n = s.buf, s.pos, len(s.buf)
+            end = pos + 16 + incl
+        number += 1
+        yield Record(number, s.base + pos, sec * 1_000_000_000 + frac * frac_ns,
+                     linktype, buf[pos + 16:end], orig, 0, None, None)
+        pos = end
+
+
+def _iface(linktype: int, snaplen: int, opts, bo: str) -> tuple:
+    """IDB -> (linktype, name, snaplen, mul, div, shift, offset_ns) where
+    time_ns = ((ts * mul) // div >> shift) + offset_ns.  Default 10^-6 s."""
+    name, mul, div, shift, offset_ns = None, 1000, 1, 0, 0
+    for code, val in opts:
+        if code == 2:
+            name = val.decode("utf-8", "replace")
+        elif code == 9 and val:
+            exp = val[0] & 0x7F
+            if val[0] & 0x80:  # 2^-exp seconds per tick
+                mul, div, shift = 1_000_000_000, 1, exp
+            elif exp <= 9:
+                mul, div, shift = 10 ** (9 - exp), 1, 0
+            else:
+                mul, div, shift = 1, 10 ** (exp - 9), 0
+        elif code == 14 and len(val) == 8:  # if_tsoffset, whole seconds
+            offset_ns = struct.unpack(bo + "q", val)[0] * 1_000_000_000
+    return (linktype, name, snaplen, mul, div, shift, offset_ns)
+
+
+def _options(buf: bytes, pos: int, end: int, bo: str) -> list[tuple[int, bytes]]:
+    """(code, value) pairs of an option list, stopping at opt_endofopt."""
+    hdr = _S[bo][0].unpack_from
+    out = []
+    while pos + 4 <= end:
+        code, length = hdr(buf, pos)
+        if code == 0:
+            break
+        out.append((code, buf[pos + 4:pos + 4 + length]))
+        pos += 4 + length + ((-length) & 3)
+    return out
+
+
+# Per byte order: option header, block header, EPB header, trailer u32.
+_S = {bo: (struct.Struct(bo + "HH"), struct.Struct(bo + "II"),
+           struct.Struct(bo + "8xIIIII"), struct.Struct(bo + "I")) for bo in "<>"}
+_SHB_TYPE = 0x0A0D0D0A  # palindromic: reads the same in either byte order
+
+
+def _pcapng(s: _Stream, name: str) -> Iterator[Record]:
+    number = 0
+    bo = "<"
+    ohdr, hdr, epb, u32 = (st.unpack_from for st in _S[bo])
+    ifaces: list[tuple] = []
+    buf, pos, n = s.buf, s.pos, len(s.buf)
+    while True:
+        if n - pos < 12:
+            s.pos = pos
+            if not s.fill(12):
+                left = len(s.buf) - s.pos
+                if not left:
+                    return
+                raise _truncated(name, number + 1, s.base + s.pos,
+                                 f"block header needs 12 bytes, {left} left")
+            buf, pos, n = s.buf, s.pos, len(s.buf)
+        btype, total = hdr(buf, pos)
+        if btype == _SHB_TYPE:  # new section: learn its byte order
+            bom = buf[pos + 8:pos + 12]
+            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                raise CaptureError(f"{name}: bad pcapng byte-order magic 0x{bom.hex()} "
+                                   f"at byte {s.base + pos}", number + 1, s.base + pos)
+            bo = "<" if bom[0] == 0x4D else ">"
+            ohdr, hdr, epb, u32 = (st.unpack_from for st in _S[bo])
+            btype, total = hdr(buf, pos)
+            ifaces = []  # interface ids are per section
+        if total < 12 or total & 3 or total > _MAX_RECORD:
+            off = s.base + pos
+            raise CaptureError(f"{name}: corrupt block at byte {off} (type 0x{btype:x}, "
+                               f"length {total})", number + 1, off)
+        if n - pos < total:
+            s.pos = pos
+            if not s.fill(total):
+                kind = "block" if btype in (2, 3, 6) else f"block type 0x{btype:x}"
+                raise _truncated(name, number + 1, s.base + s.pos, f"{kind} says {total} "
+                                 f"bytes, {len(s.buf) - s.pos} left")
+            buf, pos, n = s.buf, s.pos, len(s.buf)
+        off = s.base + pos
+        end = pos + total - 4
+        if u32(buf, end)[0] != total:
+            raise CaptureError(f"{name}: corrupt block at byte {off}: trailing length "
+                               f"differs from {total}", number + 1, off)
+        if btype == 6 or btype == 2:  # EPB, obsolete PB
+            if btype == 6:
+                ifid, hi, lo, caplen, orig = epb(buf, pos)
+            else:
+                ifid, _drops, hi, lo, caplen, orig = struct.unpack_from(
+                    bo + "HHIIII", buf, pos + 8)
+            data_start = pos + 28
+            opt_start = data_start + caplen + ((-caplen) & 3)
+            if opt_start > end or ifid >= len(ifaces):
+                why = (f"captured length {caplen} exceeds block" if opt_start > end
+                       else f"refers to undefined interface {ifid}")
+                raise CaptureError(f"{name}: frame {number + 1} at byte {off} {why}",
+                                   number + 1, off)
+            linktype, ifname, _snap, mul, div, shift, tsoff = ifaces[ifid]
+            comment = None
+            while opt_start + 4 <= end:  # inline option scan: only comments matter
+                code, length = ohdr(buf, opt_start)
+                if code == 0:
+                    break
+                if code == 1:
+                    c = buf[opt_start + 4:opt_start + 4 + length].decode("utf-8", "replace")
+                    comment = c if comment is None else comment + "\n" + c
+                opt_start += 4 + length + ((-length) & 3)
+            number += 1
+            yield Record(number, off, ((((hi << 32) | lo) * mul) // div >> shift) + tsoff,
+                         linktype, buf[data_start:data_start + caplen], orig,
+                         ifid, ifname, comment)
+        elif btype == 3:  # SPB: interface 0, no timestamp, caplen implied
+            if not ifaces:
+                raise CaptureError(f"{name}: frame {number + 1} at byte {off} refers to "
+                                   "undefined interface 0", number + 1, off)
+            linktype, ifname, snaplen = ifaces[0][:3]
+            orig = u32(buf, pos + 8)[0]
+            caplen = min(orig, total - 16, snaplen or orig)
+            number += 1
+            yield Record(number, off, 0, linktype, buf[pos + 12:pos + 12 + caplen],
+                         orig, 0, ifname, None)
+        elif btype == 1:  # IDB
+            linktype, _res, snaplen = struct.unpack_from(bo + "HHI", buf, pos + 8)
+            ifaces.append(_iface(linktype, snaplen, _options(buf, pos + 16, end, bo), bo))
+        # SHB body, NRB, ISB, DSB, custom and unknown blocks: nothing to yield.
+        pos += total
