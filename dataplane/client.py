@@ -1,0 +1,214 @@
+"""
+Clients: hosts behind the gateway router that open connections to the VIP.
+
+Each ``Client`` is one IP address on the ``clients`` segment.  It speaks
+real TCP (three-way handshake, requests and responses of the configured
+sizes with correct sequence and acknowledgement numbers, FIN close, RST
+handling) or UDP request/response.  A connection that gets no answer for
+``RESPONSE_TIMEOUT`` is counted as failed; the emulator does not model loss
+recovery, so a silent peer is a failure to report, not something to retry.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import frames
+from .frames import ACK, FIN, PSH, RST, SYN
+from .node import Node
+from .sim import NS_PER_S, Timer
+
+if TYPE_CHECKING:
+    from .network import Network
+
+RESPONSE_TIMEOUT = 5 * NS_PER_S
+EPHEMERAL_PORTS = (32768, 60999)
+
+
+def http_request(number: int, size: int, host: str) -> bytes:
+    """Return an HTTP/1.1 GET of exactly ``size`` bytes (raw filler when too small for HTTP)."""
+    head = f"GET /r{number} HTTP/1.1\r\nHost: {host}\r\nX-Pad: "
+    tail = "\r\n\r\n"
+    pad = size - len(head) - len(tail)
+    if pad < 0:
+        return b"q" * size
+    return (head + "x" * pad + tail).encode()
+
+
+@dataclass(eq=False)
+class ClientConnection:
+    client: "Client"
+    number: int
+    sport: int
+    proto: int
+    isn: int = 0
+    snd_nxt: int = 0
+    rcv_nxt: int = 0
+    state: str = "syn-sent"
+    requests_left: int = 1
+    request_number: int = 0
+    received: int = 0
+    outcome: str = "open"
+    timer: Timer | None = field(default=None, repr=False)
+
+    @property
+    def tuple_text(self) -> str:
+        vs = self.client.net.vs
+        return f"{frames.ip_text(self.client.ip)}:{self.sport}>{frames.ip_text(vs.vip)}:{vs.port}"
+
+
+class Client(Node):
+    """One client address; owns the connections opened from it."""
+
+    kind = "client"
+
+    def __init__(self, net: "Network", name: str, ip: bytes, gateway: bytes, segment):
+        super().__init__(net, name)
+        self.ip = ip
+        self.gateway = gateway
+        self.nic = self.add_nic("eth0", segment, ip)
+        self.rng = random.Random(f"{net.scenario.seed}:{name}")
+        self.connections: dict[int, ClientConnection] = {}
+        self.used_ports: set[int] = set()
+        self.traffic = net.scenario.traffic
+
+    # -- opening ---------------------------------------------------------------
+
+    def open(self, number: int) -> ClientConnection:
+        sport = self._free_port()
+        proto = frames.PROTO_UDP if self.net.vs.proto == frames.PROTO_UDP else frames.PROTO_TCP
+        conn = ClientConnection(self, number, sport, proto, requests_left=self.traffic.requests_per_connection)
+        self.connections[sport] = conn
+        self.net.flow_opened(conn)
+        if proto == frames.PROTO_TCP:
+            conn.isn = self.rng.getrandbits(32)
+            conn.snd_nxt = (conn.isn + 1) & 0xFFFFFFFF
+            self._send_tcp(conn, conn.isn, 0, SYN, b"", f"connect #{number}", mss=frames.TCP_MSS)
+        else:
+            conn.state = "established"
+            self._send_request(conn)
+        return conn
+
+    def _free_port(self) -> int:
+        # Like a stack in TIME_WAIT, avoid reusing a recent port: Wireshark flags reuse,
+        # and a reused 4-tuple would meet the previous connection's state in the SEs.
+        low, high = EPHEMERAL_PORTS
+        if len(self.used_ports) > (high - low) // 2:
+            self.used_ports = set(self.connections)
+        while True:
+            port = self.rng.randint(low, high)
+            if port not in self.used_ports:
+                self.used_ports.add(port)
+                return port
+
+    # -- sending ---------------------------------------------------------------
+
+    def _send_tcp(self, conn: ClientConnection, seq: int, ack: int, flags: int, payload: bytes,
+                  why: str, mss: int | None = None) -> None:
+        vs = self.net.vs
+        frame = frames.tcp_frame(b"\x00" * 6, self.nic.mac, self.ip, vs.vip, conn.sport, vs.port,
+                                 seq, ack, flags, payload, self.next_ident(), mss=mss)
+        self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
+
+    def _send_request(self, conn: ClientConnection) -> None:
+        conn.request_number += 1
+        conn.received = 0
+        vs = self.net.vs
+        payload = http_request(conn.request_number, self.traffic.request_bytes, frames.ip_text(vs.vip))
+        why = f"request {conn.request_number} ({len(payload)} bytes)"
+        if conn.proto == frames.PROTO_TCP:
+            for start in range(0, len(payload), frames.TCP_MSS):
+                chunk = payload[start:start + frames.TCP_MSS]
+                last = start + len(chunk) >= len(payload)
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, (PSH | ACK) if last else ACK, chunk, why)
+                conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
+        else:
+            frame = frames.udp_frame(b"\x00" * 6, self.nic.mac, self.ip, vs.vip, conn.sport, vs.port,
+                                     payload, self.next_ident())
+            self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
+        self._arm(conn)
+
+    def _arm(self, conn: ClientConnection) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = self.sim.after(RESPONSE_TIMEOUT, self._timed_out, conn)
+
+    def _timed_out(self, conn: ClientConnection) -> None:
+        self._finish(conn, "failed")
+
+    def _finish(self, conn: ClientConnection, outcome: str) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        conn.state = "closed"
+        conn.outcome = outcome
+        self.connections.pop(conn.sport, None)
+        self.net.flow_closed(conn)
+
+    # -- receiving -------------------------------------------------------------
+
+    def handle_ip(self, nic, frame: bytes) -> None:
+        if not frames.is_ipv4_l4(frame) or frame[30:34] != self.ip:
+            self.net.count_drop("client_not_for_me")
+            return
+        view = frames.FlowView(frame)
+        conn = self.connections.get(view.dport)
+        if conn is None or view.proto != conn.proto:
+            self.net.count_drop("client_no_connection")
+            return
+        if conn.proto == frames.PROTO_UDP:
+            self._udp_response(conn, view)
+        else:
+            self._tcp_segment(conn, frame, view)
+
+    def _udp_response(self, conn: ClientConnection, view: frames.FlowView) -> None:
+        conn.received += view.payload_len
+        if conn.received >= self.traffic.response_bytes:
+            self._response_complete(conn)
+
+    def _tcp_segment(self, conn: ClientConnection, frame: bytes, view: frames.FlowView) -> None:
+        seq, ack = frames.tcp_seq_ack(frame)
+        flags = view.flags
+        if flags & RST:
+            self._finish(conn, "reset")
+            return
+        if conn.state == "syn-sent":
+            if flags & (SYN | ACK) == SYN | ACK and ack == conn.snd_nxt:
+                conn.rcv_nxt = (seq + 1) & 0xFFFFFFFF
+                conn.state = "established"
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"", "handshake ack")
+                self._send_request(conn)
+            return
+        if seq != conn.rcv_nxt:
+            self.net.count_drop("client_out_of_order")
+            return
+        if view.payload_len:
+            conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
+            conn.received += view.payload_len
+            self._arm(conn)
+            if conn.received >= self.traffic.response_bytes:
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
+                               f"ack response {conn.request_number} ({conn.received} bytes)")
+                self._response_complete(conn)
+        if flags & FIN:
+            conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
+            if conn.state == "fin-wait":
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"", "ack close")
+                self._finish(conn, "completed")
+
+    def _response_complete(self, conn: ClientConnection) -> None:
+        conn.requests_left -= 1
+        if conn.requests_left > 0:
+            if conn.timer is not None:
+                conn.timer.cancel()
+            interval = round(self.traffic.request_interval * NS_PER_S)
+            conn.timer = self.sim.after(interval, self._send_request, conn)
+        elif conn.proto == frames.PROTO_UDP:
+            self._finish(conn, "completed")
+        else:
+            conn.state = "fin-wait"
+            self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, FIN | ACK, b"", "close")
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            self._arm(conn)

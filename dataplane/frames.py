@@ -1,0 +1,281 @@
+"""
+Read, build and rewrite Ethernet/IPv4/TCP/UDP frames as bytes.
+
+This module owns the byte layout of every frame on the forwarding path.
+Frames travel as ``bytes``; headers are read with ``struct.unpack_from`` at
+fixed offsets and rewritten in a ``bytearray`` with incremental checksum
+updates (RFC 1624), because a Scapy object per hop would make the emulator
+about a hundred times slower (see DESIGN §2).  Scapy builds the rare frames
+(ARP, gratuitous ARP) where readability beats speed.
+
+Offsets assume an untagged Ethernet II header (14 bytes) and read the IPv4
+header length from the IHL field, so options are tolerated.
+"""
+
+from __future__ import annotations
+
+import struct
+
+ETH_LEN = 14
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+PROTO_TCP = 6
+PROTO_UDP = 17
+BROADCAST = b"\xff" * 6
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+VXLAN_FLAGS_VNI_VALID = 0x08
+TCP_MSS = 1460
+
+_ETH = struct.Struct("!6s6sH")
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_UDP = struct.Struct("!HHHH")
+_PORTS = struct.Struct("!HH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_VXLAN = struct.Struct("!B3xI")
+
+
+# -- checksums ---------------------------------------------------------------
+
+def ones_complement_sum(data: bytes) -> int:
+    """Return the 16-bit one's-complement sum of ``data`` (not inverted)."""
+    if len(data) & 1:
+        data = data + b"\x00"
+    # 2**16 == 1 (mod 0xFFFF), so the big-endian integer of the buffer has the
+    # same residue as the sum of its 16-bit words: one C-level bignum modulo
+    # instead of a Python loop over every word.
+    total = int.from_bytes(data, "big")
+    folded = total % 0xFFFF
+    return 0xFFFF if folded == 0 and total else folded
+
+
+def checksum(data: bytes) -> int:
+    """Return the Internet checksum (RFC 1071) of ``data``."""
+    return ~ones_complement_sum(data) & 0xFFFF
+
+
+def _transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
+    pseudo = src + dst + struct.pack("!BBH", 0, proto, len(segment))
+    value = checksum(pseudo + segment)
+    if proto == PROTO_UDP and value == 0:
+        return 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    return value
+
+
+def adjust_checksum(old_checksum: int, old: bytes, new: bytes) -> int:
+    """Return ``old_checksum`` updated for ``old`` bytes replaced by ``new`` (RFC 1624 eq. 3)."""
+    total = (~old_checksum & 0xFFFF) + (~ones_complement_sum(old) & 0xFFFF) + ones_complement_sum(new)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+# -- addresses ---------------------------------------------------------------
+
+def mac_bytes(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def ip_bytes(text: str) -> bytes:
+    return bytes(int(part) for part in str(text).split("."))
+
+
+def ip_text(raw: bytes) -> str:
+    return ".".join(str(b) for b in raw)
+
+
+# -- parsing -----------------------------------------------------------------
+
+class FlowView:
+    """The fields of one IPv4 TCP/UDP frame that forwarding decisions read."""
+
+    __slots__ = ("ihl", "proto", "src", "dst", "sport", "dport", "flags", "payload_len")
+
+    def __init__(self, frame: bytes):
+        ihl = (frame[ETH_LEN] & 0x0F) * 4
+        self.ihl = ihl
+        self.proto = frame[ETH_LEN + 9]
+        self.src = frame[ETH_LEN + 12:ETH_LEN + 16]
+        self.dst = frame[ETH_LEN + 16:ETH_LEN + 20]
+        l4 = ETH_LEN + ihl
+        self.sport, self.dport = _PORTS.unpack_from(frame, l4)
+        total_len = _U16.unpack_from(frame, ETH_LEN + 2)[0]
+        if self.proto == PROTO_TCP:
+            self.flags = frame[l4 + 13]
+            self.payload_len = total_len - ihl - (frame[l4 + 12] >> 4) * 4
+        else:
+            self.flags = 0
+            self.payload_len = total_len - ihl - 8
+
+    def describe(self) -> str:
+        return f"{ip_text(self.src)}:{self.sport}>{ip_text(self.dst)}:{self.dport}"
+
+
+def ethertype(frame: bytes) -> int:
+    return _U16.unpack_from(frame, 12)[0]
+
+
+def is_ipv4_l4(frame: bytes) -> bool:
+    """True for an unfragmented IPv4 TCP or UDP frame."""
+    if len(frame) < ETH_LEN + 20 or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4:
+        return False
+    proto = frame[ETH_LEN + 9]
+    frag = _U16.unpack_from(frame, ETH_LEN + 6)[0] & 0x3FFF
+    return proto in (PROTO_TCP, PROTO_UDP) and frag == 0
+
+
+def tcp_seq_ack(frame: bytes) -> tuple[int, int]:
+    l4 = ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4
+    return struct.unpack_from("!II", frame, l4 + 4)
+
+
+def tcp_payload(frame: bytes) -> bytes:
+    l4 = ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4
+    return frame[l4 + (frame[l4 + 12] >> 4) * 4:]
+
+
+def udp_payload(frame: bytes) -> bytes:
+    return frame[ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4 + 8:]
+
+
+# -- building ----------------------------------------------------------------
+
+def ethernet(dst: bytes, src: bytes, ethertype_value: int, payload: bytes) -> bytes:
+    return _ETH.pack(dst, src, ethertype_value) + payload
+
+
+def ipv4(src: bytes, dst: bytes, proto: int, payload: bytes, ident: int, ttl: int = 64) -> bytes:
+    header = bytearray(_IPV4.pack(0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, ttl, proto, 0, src, dst))
+    header[10:12] = _U16.pack(checksum(header))
+    return bytes(header) + payload
+
+
+def tcp_segment(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                flags: int, payload: bytes = b"", window: int = 64240, mss: int | None = None) -> bytes:
+    """Return a TCP header plus payload with a correct checksum for ``src``/``dst``."""
+    options = b"\x02\x04" + _U16.pack(mss) if mss else b""
+    offset = (20 + len(options)) // 4
+    header = _TCP.pack(sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                       offset << 4, flags, window, 0, 0) + options
+    segment = bytearray(header + payload)
+    segment[16:18] = _U16.pack(_transport_checksum(src, dst, PROTO_TCP, segment))
+    return bytes(segment)
+
+
+def udp_datagram(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
+    datagram = bytearray(_UDP.pack(sport, dport, 8 + len(payload), 0) + payload)
+    datagram[6:8] = _U16.pack(_transport_checksum(src, dst, PROTO_UDP, datagram))
+    return bytes(datagram)
+
+
+def tcp_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int, dport: int,
+              seq: int, ack: int, flags: int, payload: bytes = b"", ident: int = 0,
+              mss: int | None = None) -> bytes:
+    segment = tcp_segment(src, dst, sport, dport, seq, ack, flags, payload, mss=mss)
+    return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_TCP, segment, ident))
+
+
+def udp_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int, dport: int,
+              payload: bytes, ident: int = 0) -> bytes:
+    datagram = udp_datagram(src, dst, sport, dport, payload)
+    return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_UDP, datagram, ident))
+
+
+def vxlan_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int, dport: int,
+                vni: int, inner: bytes, ident: int = 0) -> bytes:
+    """Wrap ``inner`` (a whole Ethernet frame) in VXLAN over UDP, as the SE-to-SE tunnel does."""
+    return udp_frame(eth_dst, eth_src, src, dst, sport, dport, _VXLAN.pack(VXLAN_FLAGS_VNI_VALID, vni << 8) + inner, ident)
+
+
+def vxlan_inner(frame: bytes) -> bytes:
+    return udp_payload(frame)[8:]
+
+
+# -- rewriting ---------------------------------------------------------------
+
+def rewrite_ethernet(frame: bytes, dst: bytes, src: bytes) -> bytes:
+    """Return ``frame`` with new Ethernet addresses; everything after them stays byte-identical."""
+    return dst + src + frame[12:]
+
+
+def rewrite_ipv4_l4(frame: bytes, eth_dst: bytes, eth_src: bytes, src: bytes, sport: int,
+                    dst: bytes, dport: int, ttl_decrement: int = 1) -> bytes:
+    """Return ``frame`` NATed to ``src:sport > dst:dport`` with checksums updated incrementally."""
+    buf = bytearray(frame)
+    buf[0:6] = eth_dst
+    buf[6:12] = eth_src
+    ip = ETH_LEN
+    l4 = ip + (buf[ip] & 0x0F) * 4
+    old_ip_fields = bytes(buf[ip + 8:ip + 10]) + bytes(buf[ip + 12:ip + 20])
+    buf[ip + 8] -= ttl_decrement
+    buf[ip + 12:ip + 16] = src
+    buf[ip + 16:ip + 20] = dst
+    new_ip_fields = bytes(buf[ip + 8:ip + 10]) + bytes(buf[ip + 12:ip + 20])
+    old_ip_sum = _U16.unpack_from(buf, ip + 10)[0]
+    buf[ip + 10:ip + 12] = _U16.pack(adjust_checksum(old_ip_sum, old_ip_fields, new_ip_fields))
+
+    old_l4 = bytes(frame[ip + 12:ip + 20]) + bytes(buf[l4:l4 + 4])
+    buf[l4:l4 + 4] = _PORTS.pack(sport, dport)
+    new_l4 = src + dst + bytes(buf[l4:l4 + 4])
+    sum_offset = l4 + (16 if buf[ip + 9] == PROTO_TCP else 6)
+    old_sum = _U16.unpack_from(buf, sum_offset)[0]
+    if buf[ip + 9] == PROTO_UDP and old_sum == 0:
+        return bytes(buf)  # checksum not in use on this datagram
+    new_sum = adjust_checksum(old_sum, old_l4, new_l4)
+    if buf[ip + 9] == PROTO_UDP and new_sum == 0:
+        new_sum = 0xFFFF
+    buf[sum_offset:sum_offset + 2] = _U16.pack(new_sum)
+    return bytes(buf)
+
+
+def decrement_ttl(frame: bytes, eth_dst: bytes, eth_src: bytes) -> bytes:
+    """Return ``frame`` routed one hop: new Ethernet addresses, TTL - 1, IP checksum updated."""
+    buf = bytearray(frame)
+    buf[0:6] = eth_dst
+    buf[6:12] = eth_src
+    ip = ETH_LEN
+    old = bytes(buf[ip + 8:ip + 10])
+    buf[ip + 8] -= 1
+    old_sum = _U16.unpack_from(buf, ip + 10)[0]
+    buf[ip + 10:ip + 12] = _U16.pack(adjust_checksum(old_sum, old, bytes(buf[ip + 8:ip + 10])))
+    return bytes(buf)
+
+
+# -- ARP (Scapy: rare frames, built for readability) --------------------------
+
+def arp_frame(op: int, sender_mac: bytes, sender_ip: bytes, target_mac: bytes, target_ip: bytes,
+              eth_dst: bytes | None = None) -> bytes:
+    """Return an ARP request (op 1) or reply (op 2) built with Scapy."""
+    from scapy.layers.l2 import ARP, Ether
+
+    if eth_dst is None:
+        eth_dst = BROADCAST if op == 1 else target_mac
+    frame = Ether(dst=mac_text(eth_dst), src=mac_text(sender_mac)) / ARP(
+        op=op, hwsrc=mac_text(sender_mac), psrc=ip_text(sender_ip),
+        hwdst=mac_text(target_mac), pdst=ip_text(target_ip))
+    return bytes(frame)
+
+
+def gratuitous_arp(mac: bytes, ip: bytes) -> bytes:
+    """Return a gratuitous ARP request announcing ``ip`` at ``mac`` (RFC 5227 announcement)."""
+    return arp_frame(1, mac, ip, b"\x00" * 6, ip, eth_dst=BROADCAST)
+
+
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+
+
+def parse_arp(frame: bytes) -> tuple[int, bytes, bytes, bytes, bytes] | None:
+    """Return (op, sender_mac, sender_ip, target_mac, target_ip), or None if not IPv4-over-Ethernet ARP."""
+    if len(frame) < ETH_LEN + _ARP.size:
+        return None
+    htype, ptype, hlen, plen, op, smac, sip, tmac, tip = _ARP.unpack_from(frame, ETH_LEN)
+    if htype != 1 or ptype != ETHERTYPE_IPV4 or hlen != 6 or plen != 4:
+        return None
+    return op, smac, sip, tmac, tip

@@ -1,0 +1,157 @@
+"""
+Pool servers: accept TCP on one port, answer requests, close cleanly.
+
+A server sees only the SE's side of the NAT: its peers are Service Engine
+backend addresses.  It answers each request of ``request_bytes`` with an
+HTTP response of ``response_bytes`` split into MSS-sized segments, replies
+to a FIN with FIN+ACK, and answers a segment for an unknown connection with
+a RST, as a real stack does.  A failed server is silent.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import frames
+from .frames import ACK, FIN, PSH, RST, SYN
+
+from .node import Node
+
+if TYPE_CHECKING:
+    from .network import Network
+
+UDP_DATAGRAM_MAX = 1472
+
+
+def http_response(size: int) -> bytes:
+    """Return an HTTP/1.1 200 response of exactly ``size`` bytes (raw filler when too small)."""
+    for digits in range(1, 9):
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {'0' * digits}\r\n\r\n"
+        body = size - len(head)
+        if body >= 0 and len(str(body)) == digits:
+            return head.replace("0" * digits, str(body)).encode() + b"b" * body
+    return b"s" * size
+
+
+@dataclass(eq=False)
+class ServerConnection:
+    peer: bytes
+    peer_port: int
+    snd_nxt: int
+    rcv_nxt: int
+    state: str = "syn-received"
+    pending: int = 0
+
+
+class Server(Node):
+    """One pool member: an IP and a listening port on the backend segment."""
+
+    kind = "server"
+
+    def __init__(self, net: "Network", name: str, ip: bytes, port: int, segment):
+        super().__init__(net, name)
+        self.ip = ip
+        self.port = port
+        self.nic = self.add_nic("eth0", segment, ip)
+        self.rng = random.Random(f"{net.scenario.seed}:{name}")
+        self.connections: dict[tuple[bytes, int], ServerConnection] = {}
+        self.request_bytes = net.scenario.traffic.request_bytes
+        self.response = http_response(net.scenario.traffic.response_bytes)
+        self.failed = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"{frames.ip_text(self.ip)}:{self.port}"
+
+    def handle_ip(self, nic, frame: bytes) -> None:
+        if self.failed or not frames.is_ipv4_l4(frame) or frame[30:34] != self.ip:
+            return
+        view = frames.FlowView(frame)
+        if view.dport != self.port:
+            if view.proto == frames.PROTO_TCP and not view.flags & RST:
+                self._reset(frame, view, "port closed")
+            return
+        if view.proto == frames.PROTO_UDP:
+            self._answer_udp(frame, view)
+        else:
+            self._tcp(frame, view)
+
+    # -- TCP -------------------------------------------------------------------
+
+    def _tcp(self, frame: bytes, view: frames.FlowView) -> None:
+        key = (view.src, view.sport)
+        conn = self.connections.get(key)
+        seq, ack = frames.tcp_seq_ack(frame)
+        flags = view.flags
+        if flags & RST:
+            self.connections.pop(key, None)
+            return
+        if flags & SYN:
+            if conn is None:
+                conn = ServerConnection(view.src, view.sport, self.rng.getrandbits(32), (seq + 1) & 0xFFFFFFFF)
+                self.connections[key] = conn
+            self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=frames.TCP_MSS)
+            return
+        if conn is None:
+            self._reset(frame, view, "no such connection")
+            return
+        if conn.state == "syn-received" and flags & ACK:
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            conn.state = "established"
+        if seq != conn.rcv_nxt:
+            self.net.count_drop("server_out_of_order")
+            return
+        if view.payload_len:
+            conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
+            conn.pending += view.payload_len
+            while conn.pending >= self.request_bytes:
+                conn.pending -= self.request_bytes
+                self._respond(conn, frame)
+        if flags & FIN:
+            conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
+            self._send(conn, frame, conn.snd_nxt, FIN | ACK, b"", "close")
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            conn.state = "last-ack"
+        elif conn.state == "last-ack" and flags & ACK:
+            del self.connections[key]
+
+    def _respond(self, conn: ServerConnection, request: bytes) -> None:
+        body = self.response
+        total = len(body)
+        for start in range(0, total, frames.TCP_MSS):
+            chunk = body[start:start + frames.TCP_MSS]
+            last = start + len(chunk) >= total
+            self._send(conn, request, conn.snd_nxt, (PSH | ACK) if last else ACK, chunk,
+                       f"response {start + len(chunk)}/{total} bytes")
+            conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
+
+    def _send(self, conn: ServerConnection, request: bytes, seq: int, flags: int, payload: bytes,
+              why: str, mss: int | None = None) -> None:
+        frame = frames.tcp_frame(request[6:12], self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port,
+                                 seq, conn.rcv_nxt, flags | ACK, payload, self.next_ident(), mss=mss)
+        self.send_ip(self.nic, conn.peer, frame,
+                     f"{self.name} {why} {self.endpoint}>{frames.ip_text(conn.peer)}:{conn.peer_port}")
+
+    def _reset(self, frame: bytes, view: frames.FlowView, why: str) -> None:
+        seq, ack = frames.tcp_seq_ack(frame)
+        if view.flags & ACK:
+            reply_seq, reply_ack, flags = ack, 0, RST
+        else:
+            reply_seq, reply_ack, flags = 0, seq + view.payload_len + (1 if view.flags & SYN else 0), RST | ACK
+        reply = frames.tcp_frame(frame[6:12], self.nic.mac, self.ip, view.src, view.dport, view.sport,
+                                 reply_seq, reply_ack, flags, b"", self.next_ident())
+        self.send_ip(self.nic, view.src, reply, f"{self.name} reset {frames.ip_text(self.ip)}:{view.dport}>"
+                             f"{frames.ip_text(view.src)}:{view.sport} ({why})")
+
+    # -- UDP -------------------------------------------------------------------
+
+    def _answer_udp(self, frame: bytes, view: frames.FlowView) -> None:
+        body = self.response
+        for start in range(0, len(body), UDP_DATAGRAM_MAX):
+            chunk = body[start:start + UDP_DATAGRAM_MAX]
+            reply = frames.udp_frame(frame[6:12], self.nic.mac, self.ip, view.src, self.port, view.sport,
+                                     chunk, self.next_ident())
+            self.send_ip(self.nic, view.src, reply, f"{self.name} response {start + len(chunk)}/{len(body)} bytes "
+                                 f"{self.endpoint}>{frames.ip_text(view.src)}:{view.sport}")

@@ -1,0 +1,271 @@
+"""
+Service Engines: steering (primary), source NAT (every owner), return paths.
+
+An SE has a ``frontend`` NIC on the VIP network and a ``backend`` NIC on the
+server network.  The frame path, in the order a client packet meets it:
+
+1. *Steering* (the primary only): flow table hit, else Maglev choice over
+   the VS members, recorded in the flow table.  A flow owned by another SE
+   leaves with only its Ethernet addresses changed (DESIGN B4), or inside
+   the SE-to-SE tunnel on Neutron, where port security forbids a port to
+   send other hosts' source addresses.
+2. *Service* (the owner): a NAT entry per client connection; a new one picks
+   a pool server this SE sees up and a port from this SE's own range.
+3. *Return*: reverse NAT, then straight to the client's next hop, or back
+   through the primary inside the tunnel (``return_via_primary``).
+
+The tunnel is VXLAN over UDP ``se_tunnel_udp_port`` carrying the inner
+Ethernet frame unchanged, so Wireshark decodes it with
+``-d udp.port==1550,vxlan``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import frames
+from .frames import ACK, FIN, RST, SYN
+from .node import Node
+from .server_selection import ServerSelector
+
+if TYPE_CHECKING:
+    from .network import Network
+    from .server import Server
+
+NAT_PORTS = (1024, 65535)
+TUNNEL_SOURCE_PORTS = 49152
+
+
+@dataclass(eq=False, slots=True)
+class NatEntry:
+    client_ip: bytes
+    client_port: int
+    proto: int
+    server: "Server"
+    nat_port: int
+    opened_ns: int
+    fin_from_client: bool = False
+    fin_from_server: bool = False
+
+
+class ServiceEngine(Node):
+    kind = "se"
+
+    def __init__(self, net: "Network", name: str, host: str, frontend, frontend_ip: bytes,
+                 backend, backend_ip: bytes):
+        super().__init__(net, name)
+        self.host = host
+        self.frontend = self.add_nic("frontend", frontend, frontend_ip)
+        self.backend = self.add_nic("backend", backend, backend_ip)
+        self.vs = net.vs
+        group = net.scenario.se_group
+        self.delay_ns = round(group.processing_delay * 1e9)
+        self.tunnel_port = group.se_tunnel_udp_port
+        self.selector = ServerSelector(net.servers, net.scenario.pool.lb_algorithm, self.vs.hash_key)
+        self.nat_by_client: dict[tuple[bytes, int, int], NatEntry] = {}
+        self.nat_by_port: dict[tuple[int, int], NatEntry] = {}
+        self._next_port = NAT_PORTS[0]
+
+    # -- roles -----------------------------------------------------------------
+
+    @property
+    def is_primary(self) -> bool:
+        return self.vs.primary == self.name
+
+    def answers_arp_for(self, nic, ip: bytes) -> bool:
+        if ip == nic.ip:
+            return True
+        return nic is self.frontend and ip == self.vs.vip and self.is_primary
+
+    def arp_reply_reason(self, ip: bytes) -> str:
+        return " (primary for the VIP)" if ip == self.vs.vip else ""
+
+    def announce_vip(self, why: str) -> None:
+        self.frontend.allowed_ips.add(self.vs.vip)
+        self.frontend.send(frames.gratuitous_arp(self.frontend.mac, self.vs.vip),
+                           f"{self.name} gratuitous arp {frames.ip_text(self.vs.vip)} is-at "
+                           f"{frames.mac_text(self.frontend.mac)} ({why})")
+
+    def give_up_vip(self) -> None:
+        self.frontend.allowed_ips.discard(self.vs.vip)
+
+    def later(self, send, *args) -> None:
+        """Send after the SE's processing delay, so capture timestamps show the hop's cost."""
+        self.sim.after(self.delay_ns, send, *args)
+
+    # -- frontend --------------------------------------------------------------
+
+    def handle_ip(self, nic, frame: bytes) -> None:
+        if not frames.is_ipv4_l4(frame):
+            self.net.count_drop("se_unsupported")
+            return
+        if nic is self.backend:
+            self._from_server(frame)
+            return
+        dst = frame[30:34]
+        if dst == self.frontend.ip and frame[23] == frames.PROTO_UDP and \
+                frames.FlowView(frame).dport == self.tunnel_port:
+            self._from_tunnel(frame)
+        elif dst == self.vs.vip:
+            view = frames.FlowView(frame)
+            if view.proto != self.vs.proto or view.dport != self.vs.port:
+                self.net.count_drop("vs_port_closed")
+            elif self.is_primary:
+                self._steer(frame, view)
+            else:
+                self._serve(frame, view, "forwarded by primary")
+        else:
+            self.net.count_drop("se_not_for_me")
+
+    def _steer(self, frame: bytes, view: frames.FlowView) -> None:
+        vs = self.vs
+        key = vs.flow_key(view)
+        entry = vs.flow_table.get(key)
+        now = self.sim.now
+        if entry is not None:
+            owner = self.net.se_names[entry[0]]
+            why = "flow table"
+        else:
+            owner, bucket = vs.choose(key)
+            why = f"new flow, bucket {bucket}"
+            if not vs.flow_table.put(key, self.net.se_index[owner], now):
+                self.net.count_drop("flow_table_full")
+                return
+        if view.flags & RST:
+            vs.flow_table.pop(key)
+        elif entry is not None:
+            vs.flow_table.put(key, entry[0], now)
+        if owner == self.name:
+            self._serve(frame, view, f"{why}, own")
+            return
+        self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({why})")
+
+    def _forward_to(self, owner: str, frame: bytes, comment: str) -> None:
+        target = self.net.nodes[owner]
+        inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
+        if self.net.forward_in_tunnel:
+            self.later(self._tunnel, target, inner, comment + " in tunnel")
+        else:
+            self.later(self.frontend.send, inner, comment)
+
+    def _tunnel(self, target: "ServiceEngine", inner: bytes, comment: str) -> None:
+        sport = TUNNEL_SOURCE_PORTS + (int.from_bytes(inner[34:38], "big") % 16384)
+        outer = frames.vxlan_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
+                                   sport, self.tunnel_port, self.vs.vni, inner, self.next_ident())
+        self.frontend.send(outer, comment)
+
+    def _from_tunnel(self, frame: bytes) -> None:
+        inner = frames.vxlan_inner(frame)
+        if not frames.is_ipv4_l4(inner):
+            self.net.count_drop("tunnel_unsupported")
+            return
+        view = frames.FlowView(inner)
+        if view.dst == self.vs.vip:
+            self._serve(inner, view, "tunnelled by primary")
+        elif view.src == self.vs.vip and self.is_primary:
+            relay = frames.rewrite_ethernet(inner, b"\x00" * 6, self.frontend.mac)
+            self.later(self.send_ip, self.frontend, self.net.client_next_hop, relay,
+                       f"{self.name} relay {view.describe()} from tunnel to client")
+        else:
+            self.net.count_drop("tunnel_not_for_me")
+
+    # -- service (source NAT) --------------------------------------------------
+
+    def _serve(self, frame: bytes, view: frames.FlowView, why: str) -> None:
+        key = (view.src, view.sport, view.proto)
+        nat = self.nat_by_client.get(key)
+        if nat is None:
+            nat = self._open(frame, view, why)
+            if nat is None:
+                return
+            why = f"{why}, new connection to {nat.server.name} by {self.selector.algorithm}"
+        self._track_client_flags(nat, view.flags)
+        server = nat.server
+        out = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.backend.mac, self.backend.ip, nat.nat_port,
+                                     server.ip, server.port)
+        comment = (f"{self.name} snat {view.describe()} => {frames.ip_text(self.backend.ip)}:{nat.nat_port}>"
+                   f"{server.endpoint} ({why})")
+        self.later(self.send_ip, self.backend, server.ip, out, comment)
+
+    def _open(self, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
+        if view.proto == frames.PROTO_TCP and (view.flags & (SYN | ACK | RST)) != SYN:
+            if not view.flags & RST:
+                self.reset_client(frame, view, "no connection state")
+            return None
+        server = self.selector.pick(view.src)
+        if server is None:
+            self.net.count_drop("no_server_up")
+            if view.proto == frames.PROTO_TCP:
+                self.reset_client(frame, view, "no pool server up")
+            return None
+        nat = NatEntry(view.src, view.sport, view.proto, server, self._allocate_port(view.proto), self.sim.now)
+        self.nat_by_client[(view.src, view.sport, view.proto)] = nat
+        self.nat_by_port[(view.proto, nat.nat_port)] = nat
+        self.selector.opened(server)
+        self.vs.flows_by_se[self.name] += 1
+        self.net.flow_owned(self.name, view)
+        return nat
+
+    def _allocate_port(self, proto: int) -> int:
+        low, high = NAT_PORTS
+        for _ in range(high - low + 1):
+            port = self._next_port
+            self._next_port = low if port >= high else port + 1
+            if (proto, port) not in self.nat_by_port:
+                return port
+        raise RuntimeError(f"{self.name}: NAT port range exhausted")
+
+    def _track_client_flags(self, nat: NatEntry, flags: int) -> None:
+        if flags & RST:
+            self.close_nat(nat)
+        elif flags & FIN:
+            nat.fin_from_client = True
+        elif nat.fin_from_client and nat.fin_from_server and flags & ACK:
+            self.close_nat(nat)
+
+    def close_nat(self, nat: NatEntry) -> None:
+        if self.nat_by_client.pop((nat.client_ip, nat.client_port, nat.proto), None) is not None:
+            del self.nat_by_port[(nat.proto, nat.nat_port)]
+            self.selector.closed(nat.server)
+
+    # -- backend (reverse NAT and return path) ---------------------------------
+
+    def _from_server(self, frame: bytes) -> None:
+        view = frames.FlowView(frame)
+        nat = self.nat_by_port.get((view.proto, view.dport))
+        if nat is None or view.src != nat.server.ip:
+            self.net.count_drop("se_no_nat_entry")
+            return
+        if view.flags & RST:
+            self.close_nat(nat)
+        elif view.flags & FIN:
+            nat.fin_from_server = True
+        vs = self.vs
+        back = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.frontend.mac, vs.vip, vs.port,
+                                      nat.client_ip, nat.client_port)
+        described = f"{frames.ip_text(vs.vip)}:{vs.port}>{frames.ip_text(nat.client_ip)}:{nat.client_port}"
+        self.to_client(back, f"{self.name} reverse-nat {view.describe()} => {described}")
+
+    def to_client(self, frame: bytes, comment: str) -> None:
+        """Send a frame from the VIP toward the client by this cloud's return path (DESIGN B7)."""
+        primary = self.vs.primary
+        if primary is None or primary == self.name or not self.net.return_via_primary:
+            self.later(self.send_ip, self.frontend, self.net.client_next_hop, frame, comment + " direct to client")
+            return
+        target = self.net.nodes[primary]
+        inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
+        self.later(self._tunnel, target, inner, f"{comment} via primary {primary} in tunnel")
+
+    # -- resets ----------------------------------------------------------------
+
+    def reset_client(self, frame: bytes, view: frames.FlowView, why: str) -> None:
+        seq, ack = frames.tcp_seq_ack(frame)
+        if view.flags & ACK:
+            rst_seq, rst_ack, flags = ack, 0, RST
+        else:
+            rst_seq, rst_ack, flags = 0, seq + view.payload_len + (1 if view.flags & SYN else 0), RST | ACK
+        reply = frames.tcp_frame(b"\x00" * 6, self.frontend.mac, view.dst, view.src, view.dport, view.sport,
+                                 rst_seq, rst_ack, flags, b"", self.next_ident())
+        self.net.count_reset(self.name)
+        self.to_client(reply, f"{self.name} reset {view.describe()} ({why})")
