@@ -136,6 +136,10 @@ class Client(Node):
         conn.timer = self.sim.after(RESPONSE_TIMEOUT, self._timed_out, conn)
 
     def _timed_out(self, conn: ClientConnection) -> None:
+        if conn.proto == frames.PROTO_TCP and conn.state != "syn-sent":
+            # The application gives up and closes with data unread: the stack sends a RST,
+            # which also frees the SE's NAT entry and the server's connection.
+            self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {RESPONSE_TIMEOUT // NS_PER_S} s without answer")
         self._finish(conn, "failed")
 
     def _finish(self, conn: ClientConnection, outcome: str) -> None:

@@ -1,21 +1,35 @@
 """
-The controller: VS placement and the scenario's timeline of control actions.
+The controller: which SEs serve the VS, and every change to that set.
 
-It owns which SEs serve the VS and in what role, and every change to that
-set (placement, scale out/in, migrate, failures), logging each as an event
-(DESIGN §3 names).  Data-plane consequences (gratuitous ARP, drains, resets)
-are carried out through the SEs.
+It owns VS placement, the scenario's ``[[events]]`` timeline, scale out
+(B8), scale in (B9), migrate (B10), SE creation with retries and access
+modes (B13), failure detection and primary promotion (B14) and HA-mode rules
+(B15), logging each step under the event names of DESIGN §3.  An action
+that cannot be carried out is refused with a ``<action>.refused`` event
+that says why; the run goes on.  SE life cycles live in ``se_state``; the
+CPU model and autoscale in ``autoscale``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from . import frames
+from . import flowhash, frames
+from .autoscale import CpuMonitor
+from .se_state import SeLifecycle, SeState
+from .sim import URGENT, seconds
+from .virtual_service import FLOW_TABLE_CAPACITY
 
 if TYPE_CHECKING:
     from .network import Network
+
+#: An existing, connected SE joins a VS "in seconds" (Avi docs); a new one must boot first.
+SE_JOIN_DELAY = 2.0
+
+
+class Refused(Exception):
+    """An action the controller will not carry out; the message is the reason."""
 
 
 class Controller:
@@ -23,24 +37,312 @@ class Controller:
         self.net = net
         self.sim = net.sim
         self.vs = net.vs
+        self.group = net.scenario.se_group
+        self.lifecycle = SeLifecycle()
         self.refusals: list[dict] = []
-        self.phase = "initial"
+        self.failed_hosts: set[str] = set()
+        self.creating: dict[str, dict] = {}
+        self.scaling_out: str | None = None
+        self.phase = "initial placement"
         self.flows_by_phase: dict[str, Counter[str]] = {}
+        self.cpu = CpuMonitor(self)
+
+    # -- start -----------------------------------------------------------------
 
     def start(self) -> None:
+        for spec in self.net.scenario.service_engines:
+            self.lifecycle.add(spec.name, SeState.READY)
         placement = list(self.net.scenario.virtual_service.placement)
+        for name in placement:
+            self.lifecycle.apply(name, "place")
+            self.net.nodes[name].monitor.start()
         self.vs.set_members(placement)
-        primary = self.net.nodes[placement[0]]
-        primary.announce_vip("placed as primary")
+        self.net.nodes[placement[0]].announce_vip("placed as primary")
         self.net.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
                      vip=frames.ip_text(self.vs.vip))
+        for event in self.net.scenario.events:
+            self.sim.at(seconds(event.at), self._dispatch, event, priority=URGENT)
+        self.cpu.start()
+
+    def _dispatch(self, event) -> None:
+        handler: Callable = getattr(self, f"do_{event.action}")
+        try:
+            handler(event)
+        except Refused as refusal:
+            self.refuse(event.action, str(refusal))
+
+    def refuse(self, action: str, reason: str) -> None:
+        self.net.log(f"{action}.refused", reason=reason)
+        self.refusals.append({"t": round(self.sim.now / 1e9, 9), "action": action, "reason": reason})
+
+    def _new_phase(self, label: str) -> None:
+        self.phase = f"{self.sim.now / 1e9:g} s {label}"
 
     def flow_owned(self, se: str, view) -> None:
         self.flows_by_phase.setdefault(self.phase, Counter())[se] += 1
+
+    # -- scale out (B8) --------------------------------------------------------
+
+    def do_scale_out(self, event) -> None:
+        self.scale_out(event.se, "administrator")
+
+    def scale_out(self, wanted: str | None, why: str) -> None:
+        if self.group.ha_mode == "legacy-active-standby":
+            raise Refused("ha_mode legacy-active-standby does not scale out")
+        if self.scaling_out is not None:
+            raise Refused(f"a scale out ({self.scaling_out}) is already in progress")
+        if len(self.vs.members) >= self.group.max_scaleout_per_vs:
+            raise Refused(f"the VS is already on {len(self.vs.members)} SEs "
+                          f"(max_scaleout_per_vs = {self.group.max_scaleout_per_vs})")
+        se = wanted or self._spare_se()
+        if wanted and self.lifecycle.get(wanted) is not SeState.READY:
+            state = self.lifecycle.get(wanted)
+            raise Refused(f"{wanted} is {state.value if state else 'unknown'}, not a connected SE free to join")
+        if se is None and self.group.access != "write":
+            raise Refused(f"access {self.group.access}: no connected SE is free; "
+                          "an administrator must create one first (create_se)")
+        self.scaling_out = se or "new SE"
+        if se is not None:
+            self.net.log("scale_out.started", vs=self.vs.name, se=se, reused=True, reason=why)
+            self._join(se, lambda: self._scaled_out(se))
+        else:
+            name = self._next_se_name()
+            self.scaling_out = name
+            self.net.log("scale_out.started", vs=self.vs.name, se=name, reused=False, reason=why)
+            self._create(name, tried=set(), retry=True, then=lambda: self._join(name, lambda: self._scaled_out(name)))
+
+    def _spare_se(self) -> str | None:
+        for name in sorted(self.lifecycle.named(SeState.READY)):
+            if self.cpu.utilisation(name) < self.group.max_cpu_usage:
+                return name
+        return None
+
+    def _join(self, name: str, then: Callable[[], None]) -> None:
+        self.lifecycle.apply(name, "join")
+        delay = min(SE_JOIN_DELAY, self.group.vs_se_scaleout_ready_timeout)
+
+        def joined() -> None:
+            if self.lifecycle.get(name) is not SeState.JOINING:
+                self.scaling_out = None
+                self.net.log("scale_out.failed", vs=self.vs.name, se=name, reason=f"{name} failed while joining")
+                return
+            self.lifecycle.apply(name, "joined")
+            self.net.nodes[name].monitor.start()
+            self.vs.set_members(self.vs.members + [name])
+            then()
+        self.sim.after(seconds(delay), joined, priority=URGENT)
+
+    def _scaled_out(self, name: str) -> None:
+        self.scaling_out = None
+        self.net.log("scale_out.completed", vs=self.vs.name, se=name, service_engines=list(self.vs.members))
+        self._new_phase(f"after scale out to {name}")
+
+    # -- SE creation (B13) -----------------------------------------------------
+
+    def do_create_se(self, event) -> None:
+        self._create(event.name, tried=set(), retry=False, then=None, host=event.host)
+
+    def _next_se_name(self) -> str:
+        taken = set(self.lifecycle.states) | set(self.net.nodes) | {e.name for e in self.net.scenario.events if e.name}
+        number = 1
+        while f"se-{number}" in taken:
+            number += 1
+        return f"se-{number}"
+
+    def _create(self, name: str, tried: set[str], retry: bool, then, host: str | None = None) -> None:
+        if host is None:
+            host = self._pick_host(tried)
+            if host is None:
+                self.scaling_out = None
+                self.net.log("scale_out.failed", vs=self.vs.name, se=name, reason="no host left to create an SE on")
+                return
+        tried.add(host)
+        if self.lifecycle.get(name) is None:
+            self.lifecycle.add(name, SeState.CREATING)
+        self.net.log("se.create.started", se=name, host=host, attempt=len(tried))
+        job = {"host": host, "tried": tried, "retry": retry, "then": then}
+        self.creating[name] = job
+        if host in self.failed_hosts:
+            self.sim.after(seconds(1.0), self._creation_failed, name, f"host {host} is down", priority=URGENT)
+        else:
+            job["timer"] = self.sim.after(seconds(self.group.se_create_delay), self._created, name, priority=URGENT)
+
+    def _pick_host(self, tried: set[str]) -> str | None:
+        load = Counter(se.host for se in self.net.service_engines())
+        choices = [h for h in self.group.hosts if h not in tried and h not in self.failed_hosts]
+        return min(choices, key=lambda h: (load[h], self.group.hosts.index(h))) if choices else None
+
+    def _created(self, name: str) -> None:
+        job = self.creating.pop(name)
+        self.net.add_service_engine(name, job["host"])
+        self.lifecycle.apply(name, "created")
+        self.net.log("se.create.completed", se=name, host=job["host"])
+        if job["then"]:
+            job["then"]()
+
+    def _creation_failed(self, name: str, reason: str) -> None:
+        job = self.creating.pop(name, None)
+        if job is None:
+            return
+        if job.get("timer"):
+            job["timer"].cancel()
+        self.net.log("se.create.failed", se=name, host=job["host"], reason=reason)
+        if job["retry"] and self.group.access == "write":
+            delay = seconds(self.group.se_create_retry_delay)
+            self.sim.after(delay, self._create, name, job["tried"], True, job["then"], priority=URGENT)
+        else:
+            self.lifecycle.apply(name, "creation_failed")
+            if self.scaling_out == name:
+                self.scaling_out = None
+                self.net.log("scale_out.failed", vs=self.vs.name, se=name, reason=reason)
+
+    # -- scale in and migrate (B9, B10) ----------------------------------------
+
+    def do_scale_in(self, event) -> None:
+        self.scale_in(event.se)
+
+    def scale_in(self, name: str) -> None:
+        self._check_member(name)
+        remaining = len(self.vs.members) - 1
+        if remaining < self.group.min_scaleout_per_vs:
+            raise Refused(f"the VS would be on {remaining} SEs (min_scaleout_per_vs = {self.group.min_scaleout_per_vs})")
+        if self.group.ha_mode == "elastic-active-active" and remaining < 2:
+            raise Refused("ha_mode elastic-active-active keeps a VS on at least 2 SEs")
+        self.net.log("scale_in.started", vs=self.vs.name, se=name)
+        self._drain(name, "scale in", lambda: self.net.log("scale_in.completed", vs=self.vs.name, se=name))
+
+    def do_migrate(self, event) -> None:
+        source, target = event.from_se, event.to_se
+        self._check_member(source)
+        if self.lifecycle.get(target) is not SeState.READY:
+            state = self.lifecycle.get(target)
+            raise Refused(f"{target} is {state.value if state else 'not created yet'}, not a connected SE free to join")
+        self.net.log("migrate.started", vs=self.vs.name, se=source, to=target)
+
+        def joined() -> None:
+            if self.vs.primary == source:
+                self._promote(target, f"migrate from {source}", planned=True)
+            self._drain(source, f"migrate to {target}",
+                        lambda: self.net.log("migrate.completed", vs=self.vs.name, se=source, to=target))
+        self._join(target, joined)
+
+    def _check_member(self, name: str) -> None:
+        if self.lifecycle.get(name) is not SeState.MEMBER:
+            state = self.lifecycle.get(name)
+            raise Refused(f"{name} is {state.value if state else 'unknown'}, not serving the VS")
+
+    def _drain(self, name: str, why: str, then: Callable[[], None]) -> None:
+        if self.vs.primary == name:
+            self._promote(self.vs.members[1], f"{why} of {name}", planned=True)
+        self.lifecycle.apply(name, "drain")
+        self.vs.draining.add(name)
+        self.vs.set_members([m for m in self.vs.members if m != name])
+        self._new_phase(f"after {why} ({name} draining)")
+
+        def expired() -> None:
+            if self.lifecycle.get(name) is not SeState.DRAINING:
+                return
+            reset = self.net.nodes[name].reset_all(f"{why}: drain of {self.group.vs_scalein_timeout:g} s expired")
+            self.net.log("drain.expired", vs=self.vs.name, se=name, connections_reset=reset)
+            self.vs.draining.discard(name)
+            self.lifecycle.apply(name, "drained")
+            self.net.nodes[name].monitor.stop()
+            then()
+        self.sim.after(seconds(self.group.vs_scalein_timeout), expired, priority=URGENT)
+
+    def _promote(self, name: str, reason: str, planned: bool) -> None:
+        old = self.vs.primary
+        if old is not None:
+            self.net.nodes[old].give_up_vip()
+        self.vs.set_members([name] + [m for m in self.vs.members if m != name])
+        if not planned:
+            # The failed primary's flow table is lost with it; the new primary asks (flow probes).
+            self.vs.flow_table = flowhash.FlowTable(FLOW_TABLE_CAPACITY)
+        self.net.nodes[name].announce_vip(f"new primary: {reason}")
+        self.net.log("se.promoted", vs=self.vs.name, se=name, previous=old, reason=reason)
+
+    # -- failures (B14) --------------------------------------------------------
+
+    def do_fail_se(self, event) -> None:
+        self.fail_se(event.se, "administrator")
+
+    def fail_se(self, name: str, why: str) -> None:
+        se = self.net.nodes.get(name)
+        if se is None or not se.alive:
+            raise Refused(f"{name} is {'already down' if se else 'not created yet'}")
+        se.fail()
+        group = self.group
+        detect_after = group.dp_hb_frequency * group.dp_hb_timeout_count
+        self.sim.after(seconds(detect_after), self._detected, name, why, detect_after, priority=URGENT)
+
+    def _detected(self, name: str, why: str, detect_after: float) -> None:
+        state = self.lifecycle.get(name)
+        self.lifecycle.apply(name, "fail")
+        was_primary = self.vs.primary == name
+        self.vs.draining.discard(name)
+        self.net.log("se.failed", se=name, reason=why, missed_heartbeats=self.group.dp_hb_timeout_count,
+                     detected_after=detect_after, was=state.value)
+        if state is SeState.JOINING and self.scaling_out == name:
+            return  # the join timer reports scale_out.failed
+        if name not in self.vs.members:
+            return
+        survivors = [m for m in self.vs.members if m != name]
+        if was_primary and survivors:
+            self._promote(survivors[0], f"primary {name} failed", planned=False)
+        self.vs.set_members(survivors)
+        self._new_phase(f"after failure of {name}")
+        if not survivors:
+            self.net.log("vs.down", vs=self.vs.name, reason=f"last SE {name} failed")
+        elif self.group.ha_mode == "elastic-active-active" and len(survivors) < 2:
+            try:
+                self.scale_out(None, "elastic-active-active keeps 2 SEs")
+            except Refused as refusal:
+                self.refuse("scale_out", str(refusal))
+
+    def do_recover_se(self, event) -> None:
+        name = event.se
+        if self.lifecycle.get(name) is not SeState.FAILED:
+            state = self.lifecycle.get(name)
+            raise Refused(f"{name} is {state.value if state else 'unknown'}, not failed")
+        se = self.net.nodes[name]
+        if se.host in self.failed_hosts:
+            raise Refused(f"host {se.host} of {name} is still down")
+        se.recover()
+        self.lifecycle.apply(name, "recover")
+        self.net.log("se.recovered", se=name)
+
+    def do_fail_host(self, event) -> None:
+        host = event.host
+        self.failed_hosts.add(host)
+        self.net.log("host.failed", host=host)
+        for se in self.net.service_engines():
+            if se.host == host and se.alive:
+                self.fail_se(se.name, f"host {host} failed")
+        for name, job in list(self.creating.items()):
+            if job["host"] == host:
+                self._creation_failed(name, f"host {host} failed during creation")
+
+    def do_fail_server(self, event) -> None:
+        self._server(event).failed = True
+        self.net.log("server.failed", server=str(event.server))
+
+    def do_recover_server(self, event) -> None:
+        self._server(event).failed = False
+        self.net.log("server.recovered", server=str(event.server))
+
+    def _server(self, event):
+        for server in self.net.servers:
+            if server.ip == frames.ip_bytes(event.server.ip) and server.port == event.server.port:
+                return server
+        raise Refused(f"{event.server} is not a pool server")
+
+    # -- summary ---------------------------------------------------------------
 
     def summary(self) -> dict:
         return {
             "refusals": self.refusals,
             "flows_by_phase": {phase: dict(sorted(c.items())) for phase, c in self.flows_by_phase.items()},
             "steering_share": {name: round(share, 4) for name, share in self.vs.share().items()},
+            "se_states": {name: state.value for name, state in sorted(self.lifecycle.states.items())},
+            "cpu": self.cpu.summary(),
         }

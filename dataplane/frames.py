@@ -279,3 +279,28 @@ def parse_arp(frame: bytes) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     if htype != 1 or ptype != ETHERTYPE_IPV4 or hlen != 6 or plen != 4:
         return None
     return op, smac, sip, tmac, tip
+
+
+# -- ICMP echo (health monitor) -------------------------------------------------
+
+PROTO_ICMP = 1
+_ICMP_ECHO = struct.Struct("!BBHHH")
+
+
+def icmp_echo_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, reply: bool, ident: int,
+                    sequence: int, data: bytes, ip_ident: int = 0) -> bytes:
+    """Return an ICMP echo request (or reply) frame."""
+    message = bytearray(_ICMP_ECHO.pack(0 if reply else 8, 0, 0, ident, sequence) + data)
+    message[2:4] = _U16.pack(checksum(message))
+    return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_ICMP, bytes(message), ip_ident))
+
+
+def parse_icmp_echo(frame: bytes) -> tuple[int, int, int, bytes] | None:
+    """Return (type, identifier, sequence, data) of an ICMP echo frame, else None."""
+    if len(frame) < ETH_LEN + 28 or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4 or frame[23] != PROTO_ICMP:
+        return None
+    offset = ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4
+    kind, _, _, ident, sequence = _ICMP_ECHO.unpack_from(frame, offset)
+    if kind not in (0, 8):
+        return None
+    return kind, ident, sequence, frame[offset + 8:]

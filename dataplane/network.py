@@ -57,6 +57,7 @@ class Network:
         self.nodes: dict[str, Any] = {}
         self.se_index: dict[str, int] = {}
         self.se_names: list[str] = []
+        self.se_by_frontend_ip: dict[bytes, str] = {}
         self._decide_paths()
         self.vs = VirtualService(scenario.virtual_service, scenario.se_group, scenario.seed)
         self._build()
@@ -144,11 +145,15 @@ class Network:
         se = ServiceEngine(self, name, host, self.segments["frontend"], self._free_frontend.pop(0),
                            self.segments["backend"], self._free_backend.pop(0))
         self.nodes[name] = se
+        self.se_by_frontend_ip[se.frontend.ip] = name
         self.se_index[name] = len(self.se_names)
         self.se_names.append(name)
         if self.capture and hasattr(self, "clients"):
             self.capture.add_names(self._se_names(se))
         return se
+
+    def service_engines(self) -> list[ServiceEngine]:
+        return [self.nodes[name] for name in self.se_names]
 
     def _se_names(self, se: ServiceEngine) -> dict[str, str]:
         return {frames.ip_text(se.frontend.ip): se.name, frames.ip_text(se.backend.ip): f"{se.name}-backend"}

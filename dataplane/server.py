@@ -66,7 +66,10 @@ class Server(Node):
         return f"{frames.ip_text(self.ip)}:{self.port}"
 
     def handle_ip(self, nic, frame: bytes) -> None:
-        if self.failed or not frames.is_ipv4_l4(frame) or frame[30:34] != self.ip:
+        if self.failed or frame[30:34] != self.ip:
+            return
+        if not frames.is_ipv4_l4(frame):
+            self._answer_ping(frame)
             return
         view = frames.FlowView(frame)
         if view.dport != self.port:
@@ -108,6 +111,10 @@ class Server(Node):
             conn.pending += view.payload_len
             while conn.pending >= self.request_bytes:
                 conn.pending -= self.request_bytes
+                self._respond(conn, frame)
+            if conn.pending and frames.tcp_payload(frame).endswith(b"\r\n\r\n"):
+                # A short HTTP request (a health monitor's GET) ends at its blank line.
+                conn.pending = 0
                 self._respond(conn, frame)
         if flags & FIN:
             conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
@@ -155,3 +162,15 @@ class Server(Node):
                                      chunk, self.next_ident())
             self.send_ip(self.nic, view.src, reply, f"{self.name} response {start + len(chunk)}/{len(body)} bytes "
                                  f"{self.endpoint}>{frames.ip_text(view.src)}:{view.sport}")
+
+    # -- ICMP ------------------------------------------------------------------
+
+    def _answer_ping(self, frame: bytes) -> None:
+        echo = frames.parse_icmp_echo(frame)
+        if echo is None or echo[0] != 8:
+            return
+        _, ident, sequence, data = echo
+        peer = frame[26:30]
+        reply = frames.icmp_echo_frame(frame[6:12], self.nic.mac, self.ip, peer, True, ident, sequence, data,
+                                       self.next_ident())
+        self.send_ip(self.nic, peer, reply, f"{self.name} echo reply to {frames.ip_text(peer)} seq {sequence}")

@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import frames
+from . import flow_probe, frames
+from .flow_probe import FlowProber
 from .frames import ACK, FIN, RST, SYN
+from .health import HealthMonitor
 from .node import Node
 from .server_selection import ServerSelector
 
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from .network import Network
     from .server import Server
 
-NAT_PORTS = (1024, 65535)
+NAT_PORTS = (1024, 60999)  # the health monitor's probe ports lie above
 TUNNEL_SOURCE_PORTS = 49152
 
 
@@ -47,6 +49,9 @@ class NatEntry:
     opened_ns: int
     fin_from_client: bool = False
     fin_from_server: bool = False
+    #: Next sequence number each side will send, so a drain can reset both ends in-window.
+    client_next: int = 0
+    server_next: int = 0
 
 
 class ServiceEngine(Node):
@@ -66,6 +71,10 @@ class ServiceEngine(Node):
         self.nat_by_client: dict[tuple[bytes, int, int], NatEntry] = {}
         self.nat_by_port: dict[tuple[int, int], NatEntry] = {}
         self._next_port = NAT_PORTS[0]
+        self.monitor = HealthMonitor(self)
+        self.prober = FlowProber(self)
+        #: Frames this SE processed: the CPU model's offered work.
+        self.packets = 0
 
     # -- roles -----------------------------------------------------------------
 
@@ -97,6 +106,9 @@ class ServiceEngine(Node):
     # -- frontend --------------------------------------------------------------
 
     def handle_ip(self, nic, frame: bytes) -> None:
+        self.packets += 1
+        if nic is self.backend and self.monitor.handle(frame):
+            return
         if not frames.is_ipv4_l4(frame):
             self.net.count_drop("se_unsupported")
             return
@@ -104,9 +116,14 @@ class ServiceEngine(Node):
             self._from_server(frame)
             return
         dst = frame[30:34]
-        if dst == self.frontend.ip and frame[23] == frames.PROTO_UDP and \
-                frames.FlowView(frame).dport == self.tunnel_port:
-            self._from_tunnel(frame)
+        if dst == self.frontend.ip and frame[23] == frames.PROTO_UDP:
+            port = frames.FlowView(frame).dport
+            if port == self.tunnel_port:
+                self._from_tunnel(frame)
+            elif port == self.prober.port:
+                self._probe_message(frame)
+            else:
+                self.net.count_drop("se_port_closed")
         elif dst == self.vs.vip:
             view = frames.FlowView(frame)
             if view.proto != self.vs.proto or view.dport != self.vs.port:
@@ -123,12 +140,17 @@ class ServiceEngine(Node):
         key = vs.flow_key(view)
         entry = vs.flow_table.get(key)
         now = self.sim.now
-        if entry is not None:
-            owner = self.net.se_names[entry[0]]
+        owner = self.net.se_names[entry[0]] if entry is not None else None
+        if owner is not None and owner in vs.serving:
             why = "flow table"
+        elif owner is None and view.proto == frames.PROTO_TCP and not view.flags & SYN:
+            self.prober.hold(key, frame, view)
+            return
         else:
+            gone = f"owner {owner} gone, " if owner else ""
             owner, bucket = vs.choose(key)
-            why = f"new flow, bucket {bucket}"
+            why = f"{gone}new flow, bucket {bucket}"
+            entry = None
             if not vs.flow_table.put(key, self.net.se_index[owner], now):
                 self.net.count_drop("flow_table_full")
                 return
@@ -148,6 +170,41 @@ class ServiceEngine(Node):
             self.later(self._tunnel, target, inner, comment + " in tunnel")
         else:
             self.later(self.frontend.send, inner, comment)
+
+    def adopt_flow(self, key: bytes, owner: str, held: list) -> None:
+        """Record a flow a probe found and send on the packets held for it."""
+        self.vs.flow_table.put(key, self.net.se_index[owner], self.sim.now)
+        for frame, view in held:
+            if owner == self.name:
+                self._serve(frame, view, "claimed by own flow probe")
+            else:
+                self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} (flow probe claim)")
+
+    # -- flow probe messages -----------------------------------------------------
+
+    def send_probe_message(self, peer: str, kind: int, probe_id: int, key: bytes, comment: str) -> None:
+        target = self.net.nodes[peer]
+        frame = frames.udp_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
+                                 self.prober.port, self.prober.port, flow_probe.encode(kind, probe_id, key),
+                                 self.next_ident())
+        self.later(self.frontend.send, frame, f"{self.name} {comment}")
+
+    def _probe_message(self, frame: bytes) -> None:
+        message = flow_probe.decode(frames.udp_payload(frame))
+        sender = self.net.se_by_frontend_ip.get(frame[26:30])
+        if message is None or sender is None:
+            self.net.count_drop("flow_probe_malformed")
+            return
+        kind, probe_id, key = message
+        if kind != flow_probe.REQUEST:
+            self.prober.answer(sender, kind, probe_id, key)
+            return
+        src, sport, proto = key[8:12], int.from_bytes(key[2:4], "big"), key[1]
+        mine = (src, sport, proto) in self.nat_by_client
+        answer = flow_probe.CLAIM if mine else flow_probe.NOT_MINE
+        self.send_probe_message(sender, answer, probe_id, key,
+                                f"flow probe {probe_id} answer: {flow_probe.KIND_NAMES[answer]}"
+                                f" ({frames.ip_text(src)}:{sport})")
 
     def _tunnel(self, target: "ServiceEngine", inner: bytes, comment: str) -> None:
         sport = TUNNEL_SOURCE_PORTS + (int.from_bytes(inner[34:38], "big") % 16384)
@@ -181,6 +238,9 @@ class ServiceEngine(Node):
                 return
             why = f"{why}, new connection to {nat.server.name} by {self.selector.algorithm}"
         self._track_client_flags(nat, view.flags)
+        if view.proto == frames.PROTO_TCP:
+            seq, _ = frames.tcp_seq_ack(frame)
+            nat.client_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
         server = nat.server
         out = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.backend.mac, self.backend.ip, nat.nat_port,
                                      server.ip, server.port)
@@ -241,6 +301,9 @@ class ServiceEngine(Node):
             self.close_nat(nat)
         elif view.flags & FIN:
             nat.fin_from_server = True
+        if view.proto == frames.PROTO_TCP:
+            seq, _ = frames.tcp_seq_ack(frame)
+            nat.server_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
         vs = self.vs
         back = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.frontend.mac, vs.vip, vs.port,
                                       nat.client_ip, nat.client_port)
@@ -269,3 +332,43 @@ class ServiceEngine(Node):
                                  rst_seq, rst_ack, flags, b"", self.next_ident())
         self.net.count_reset(self.name)
         self.to_client(reply, f"{self.name} reset {view.describe()} ({why})")
+
+    def reset_all(self, why: str) -> int:
+        """Reset every connection this SE still carries, at both ends; return how many."""
+        entries = list(self.nat_by_client.values())
+        vs = self.vs
+        for nat in entries:
+            if nat.proto == frames.PROTO_TCP:
+                to_client = frames.tcp_frame(b"\x00" * 6, self.frontend.mac, vs.vip, nat.client_ip, vs.port,
+                                             nat.client_port, nat.server_next, nat.client_next, RST | ACK, b"",
+                                             self.next_ident())
+                described = f"{frames.ip_text(nat.client_ip)}:{nat.client_port}>{frames.ip_text(vs.vip)}:{vs.port}"
+                self.to_client(to_client, f"{self.name} reset {described} ({why})")
+                server = nat.server
+                to_server = frames.tcp_frame(b"\x00" * 6, self.backend.mac, self.backend.ip, server.ip, nat.nat_port,
+                                             server.port, nat.client_next, nat.server_next, RST | ACK, b"",
+                                             self.next_ident())
+                self.later(self.send_ip, self.backend, server.ip, to_server,
+                           f"{self.name} reset {frames.ip_text(self.backend.ip)}:{nat.nat_port}>{server.endpoint} ({why})")
+            self.close_nat(nat)
+        self.net.resets_by_se[self.name] += len(entries)
+        return len(entries)
+
+    # -- failure -----------------------------------------------------------------
+
+    def fail(self) -> None:
+        """Stop dead: frames to this SE are lost and it sends nothing more."""
+        self.alive = False
+        self.frontend.up = self.backend.up = False
+        self.monitor.stop()
+
+    def recover(self) -> None:
+        """Come back as after a reboot: no ARP, NAT or probe state."""
+        self.alive = True
+        self.frontend.up = self.backend.up = True
+        self.forget_arp()
+        self.nat_by_client.clear()
+        self.nat_by_port.clear()
+        self.prober.pending.clear()
+        self.selector = ServerSelector(self.net.servers, self.net.scenario.pool.lb_algorithm, self.vs.hash_key)
+        self.monitor = HealthMonitor(self)
