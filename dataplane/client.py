@@ -5,8 +5,10 @@ Each ``Client`` is one IP address on the ``clients`` segment.  It speaks
 real TCP (three-way handshake, requests and responses of the configured
 sizes with correct sequence and acknowledgement numbers, FIN close, RST
 handling) or UDP request/response.  A connection that gets no answer for
-``RESPONSE_TIMEOUT`` is counted as failed; the emulator does not model loss
-recovery, so a silent peer is a failure to report, not something to retry.
+``RESPONSE_TIMEOUT`` is aborted with a RST and counted as failed.  Until
+then the client retransmits what it last sent (SYN, request or FIN) on a
+doubling timeout from ``INITIAL_RTO``, as a TCP stack does, so a flow whose
+SE died meets the steering that replaced it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from .network import Network
 
 RESPONSE_TIMEOUT = 5 * NS_PER_S
+INITIAL_RTO = NS_PER_S
 EPHEMERAL_PORTS = (32768, 60999)
 
 
@@ -52,6 +55,10 @@ class ClientConnection:
     received: int = 0
     outcome: str = "open"
     timer: Timer | None = field(default=None, repr=False)
+    #: What to send again if no answer comes: (seq, flags, payload, why) of the last send.
+    unanswered: list = field(default_factory=list, repr=False)
+    deadline: int = 0
+    rto: int = INITIAL_RTO
 
     @property
     def tuple_text(self) -> str:
@@ -86,6 +93,7 @@ class Client(Node):
             conn.isn = self.rng.getrandbits(32)
             conn.snd_nxt = (conn.isn + 1) & 0xFFFFFFFF
             self._send_tcp(conn, conn.isn, 0, SYN, b"", f"connect #{number}", mss=frames.TCP_MSS)
+            self._arm(conn, [(conn.isn, 0, SYN, b"", f"connect #{number}")])
         else:
             conn.state = "established"
             self._send_request(conn)
@@ -119,21 +127,40 @@ class Client(Node):
         payload = http_request(conn.request_number, self.traffic.request_bytes, frames.ip_text(vs.vip))
         why = f"request {conn.request_number} ({len(payload)} bytes)"
         if conn.proto == frames.PROTO_TCP:
+            segments = []
             for start in range(0, len(payload), frames.TCP_MSS):
                 chunk = payload[start:start + frames.TCP_MSS]
                 last = start + len(chunk) >= len(payload)
-                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, (PSH | ACK) if last else ACK, chunk, why)
+                segments.append((conn.snd_nxt, conn.rcv_nxt, (PSH | ACK) if last else ACK, chunk, why))
                 conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
+            for segment in segments:
+                self._send_tcp(conn, *segment)
+            self._arm(conn, segments)
         else:
             frame = frames.udp_frame(b"\x00" * 6, self.nic.mac, self.ip, vs.vip, conn.sport, vs.port,
                                      payload, self.next_ident())
             self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
-        self._arm(conn)
+            self._arm(conn, [])
 
-    def _arm(self, conn: ClientConnection) -> None:
+    def _arm(self, conn: ClientConnection, unanswered: list | None = None) -> None:
+        """Wait for an answer: retransmit ``unanswered`` on a doubling timeout, give up at the deadline."""
         if conn.timer is not None:
             conn.timer.cancel()
-        conn.timer = self.sim.after(RESPONSE_TIMEOUT, self._timed_out, conn)
+        if unanswered is not None:
+            conn.unanswered = unanswered
+            conn.rto = INITIAL_RTO
+        conn.deadline = self.sim.now + RESPONSE_TIMEOUT
+        conn.timer = self.sim.after(min(conn.rto, RESPONSE_TIMEOUT), self._retransmit, conn)
+
+    def _retransmit(self, conn: ClientConnection) -> None:
+        if self.sim.now >= conn.deadline or not conn.unanswered:
+            self._timed_out(conn)
+            return
+        for seq, ack, flags, payload, why in conn.unanswered:
+            self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload, f"retransmit {why}",
+                           mss=frames.TCP_MSS if flags & SYN else None)
+        conn.rto *= 2
+        conn.timer = self.sim.after(min(conn.rto, conn.deadline - self.sim.now), self._retransmit, conn)
 
     def _timed_out(self, conn: ClientConnection) -> None:
         if conn.proto == frames.PROTO_TCP and conn.state != "syn-sent":
@@ -191,7 +218,7 @@ class Client(Node):
         if view.payload_len:
             conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
             conn.received += view.payload_len
-            self._arm(conn)
+            self._arm(conn, [])
             if conn.received >= self.traffic.response_bytes:
                 self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
                                f"ack response {conn.request_number} ({conn.received} bytes)")
@@ -213,6 +240,7 @@ class Client(Node):
             self._finish(conn, "completed")
         else:
             conn.state = "fin-wait"
-            self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, FIN | ACK, b"", "close")
+            fin = (conn.snd_nxt, conn.rcv_nxt, FIN | ACK, b"", "close")
+            self._send_tcp(conn, *fin)
             conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
-            self._arm(conn)
+            self._arm(conn, [fin])

@@ -144,7 +144,10 @@ class ServiceEngine(Node):
         if owner is not None and owner in vs.serving:
             why = "flow table"
         elif owner is None and view.proto == frames.PROTO_TCP and not view.flags & SYN:
-            self.prober.hold(key, frame, view)
+            if (view.src, view.sport, view.proto) in self.nat_by_client:
+                self.adopt_flow(key, self.name, [(frame, view)])  # a flow it served as a secondary
+            else:
+                self.prober.hold(key, frame, view)
             return
         else:
             gone = f"owner {owner} gone, " if owner else ""

@@ -1,0 +1,247 @@
+"""Control-plane behaviours B2, B8-B15: each test pins one, on the capture and the event log."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataplane.se_state import IllegalTransition, SeLifecycle, SeState
+from conftest import fields, scenario_dict
+from survival import survival_table
+
+VIP = "10.10.0.100"
+
+
+def long_lived(**overrides) -> dict:
+    """One SE placed, more listed, connections of several requests each."""
+    base = {"virtual_service.placement": ["se-1"], "traffic.new_connections_per_second": 10,
+            "traffic.requests_per_connection": 6, "traffic.request_interval": 1.0, "duration": 20.0,
+            "pool.health_monitor": {"type": "tcp", "send_interval": 2.0, "receive_timeout": 1.0}}
+    base.update(overrides)
+    return scenario_dict(**base)
+
+
+def events_of(run, kind: str) -> list[dict]:
+    return [e for e in run.events if e["type"] == kind]
+
+
+def test_scale_out_keeps_established_flows(run_dict):
+    run = run_dict(long_lived(events=[{"at": 4.0, "action": "scale_out"}]))
+    done = events_of(run, "scale_out.completed")[0]
+    table = survival_table(run)
+    assert all(len(c.owners) == 1 for c in table.values()), "a connection changed SE"
+    before = [c for c in table.values() if c.opened < done["t"]]
+    assert before and all(c.owner == "se-1" and c.outcome == "completed" for c in before)
+    after = [c for c in table.values() if c.opened > done["t"]]
+    assert {c.owner for c in after} >= {"se-1", "se-2"}
+    assert run.summary["flows"]["reset"] == 0
+
+
+def test_scale_out_past_the_maximum_is_refused(run_dict):
+    run = run_dict(scenario_dict(**{"se_group.max_scaleout_per_vs": 4, "events": [{"at": 1.0, "action": "scale_out"}]}))
+    refused = events_of(run, "scale_out.refused")
+    assert refused and "max_scaleout_per_vs = 4" in refused[0]["reason"]
+    assert run.summary["refusals"][0]["action"] == "scale_out"
+    assert run.summary["flows"]["completed"] == run.summary["flows"]["total"] > 0
+
+
+def test_scale_out_reuses_a_connected_se_then_creates_one(run_dict):
+    run = run_dict(long_lived(**{
+        "service_engines": [{"name": "se-1", "host": "esx-1"}, {"name": "se-2", "host": "esx-2"}],
+        "se_group.se_create_delay": 3.0, "se_group.hosts": ["esx-1", "esx-2", "esx-3"],
+        "events": [{"at": 1.0, "action": "scale_out"}, {"at": 5.0, "action": "scale_out"}]}))
+    started = events_of(run, "scale_out.started")
+    assert [(e["se"], e["reused"]) for e in started] == [("se-2", True), ("se-3", False)]
+    created = events_of(run, "se.create.completed")[0]
+    assert created["host"] == "esx-3" and created["t"] == 8.0
+    assert [e["t"] for e in events_of(run, "scale_out.completed")] == [3.0, 10.0]
+    assert run.summary["flows_by_se"]["se-3"] > 0
+    assert "se-3" in run.plan
+
+
+def test_read_access_needs_an_administrator_to_create_the_se(run_dict):
+    run = run_dict(long_lived(**{
+        "service_engines": [{"name": "se-1", "host": "esx-1"}], "se_group.access": "read",
+        "se_group.se_create_delay": 2.0,
+        "events": [{"at": 1.0, "action": "scale_out"}, {"at": 2.0, "action": "create_se", "name": "se-9", "host": "esx-2"},
+                   {"at": 6.0, "action": "scale_out"}]}))
+    refused = events_of(run, "scale_out.refused")[0]
+    assert refused["t"] == 1.0 and "create_se" in refused["reason"]
+    assert events_of(run, "se.create.completed")[0]["se"] == "se-9"
+    assert events_of(run, "scale_out.completed")[0]["se"] == "se-9"
+
+
+def test_failed_creation_retries_on_another_host(run_dict):
+    run = run_dict(long_lived(**{
+        "service_engines": [{"name": "se-1", "host": "esx-1"}],
+        "se_group.se_create_delay": 3.0, "se_group.se_create_retry_delay": 4.0,
+        "se_group.hosts": ["esx-1", "esx-2", "esx-3"],
+        "events": [{"at": 1.0, "action": "scale_out"}, {"at": 2.0, "action": "fail_host", "host": "esx-2"}]}))
+    kinds = [(e["type"], e.get("host")) for e in run.events if e["type"].startswith("se.create")]
+    assert kinds == [("se.create.started", "esx-2"), ("se.create.failed", "esx-2"),
+                     ("se.create.started", "esx-3"), ("se.create.completed", "esx-3")]
+    assert events_of(run, "se.create.started")[1]["t"] == 6.0
+    assert events_of(run, "scale_out.completed")[0]["t"] == 11.0
+
+
+def test_scale_in_drains_then_resets_the_rest(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2", "se-3"], "se_group.vs_scalein_timeout": 6.0,
+        "traffic.requests_per_connection": 12, "duration": 30.0,
+        "events": [{"at": 5.0, "action": "scale_in", "se": "se-2"}]}))
+    expired = events_of(run, "drain.expired")[0]
+    assert expired["t"] == 11.0 and expired["se"] == "se-2" and expired["connections_reset"] > 0
+    table = survival_table(run)
+    on_se2 = [c for c in table.values() if c.owner == "se-2"]
+    assert all(c.opened < 5.0 for c in on_se2), "no new flow after the scale in"
+    reset = [c for c in on_se2 if c.outcome == "reset"]
+    assert len(reset) == expired["connections_reset"]
+    assert all(abs(c.last_seen - 11.0) < 0.01 for c in reset), "reset exactly when the drain ends"
+    assert all(c.outcome == "completed" for c in on_se2 if c not in reset)
+    others = [c for c in table.values() if c.owner != "se-2" and c.opened < 16.0]
+    assert others and all(c.outcome == "completed" for c in others)
+    to_servers = fields(run.capture, ["ip.src"], 'frame.interface_name == "backend" && tcp.flags.reset == 1 && '
+                        'frame.comment contains "drain"')
+    assert len(to_servers) == expired["connections_reset"]
+    assert {row[0] for row in to_servers} == {run.ip("se-2", "backend")}
+
+
+def test_scale_in_below_the_minimum_is_refused(run_dict):
+    run = run_dict(long_lived(events=[{"at": 1.0, "action": "scale_in", "se": "se-1"}]))
+    assert "min_scaleout_per_vs = 1" in events_of(run, "scale_in.refused")[0]["reason"]
+
+
+def test_migrating_the_primary_moves_the_vip(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"], "se_group.vs_scalein_timeout": 5.0, "duration": 25.0,
+        "events": [{"at": 4.0, "action": "migrate", "from": "se-1", "to": "se-3"}]}))
+    promoted = events_of(run, "se.promoted")[0]
+    assert promoted["se"] == "se-3" and promoted["t"] == 6.0
+    garps = fields(run.capture, ["frame.time_relative", "eth.src"], f"arp.isgratuitous == 1 && arp.src.proto_ipv4 == {VIP}")
+    assert [src for _, src in garps] == [run.mac("se-1"), run.mac("se-3")]
+    to_vip = fields(run.capture, ["frame.time_relative", "eth.dst"],
+                    f'eth.src == {run.mac("gw")} && ip.dst == {VIP} && frame.time_relative > 6.001')
+    assert to_vip and {dst for _, dst in to_vip} == {run.mac("se-3")}
+    relayed = fields(run.capture, ["frame.time_relative"], 'frame.comment contains "se-3 steer" && frame.comment contains "-> se-1 (flow table)"')
+    assert relayed and all(6.0 < float(t) < 11.0 for (t,) in relayed), "se-1's flows follow it until its drain ends"
+    assert events_of(run, "migrate.completed")[0]["t"] == 11.0
+    assert run.summary["primary"] == "se-3"
+
+
+def test_each_se_monitors_every_server_from_its_own_backend_ip(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2", "se-3"], "duration": 30.0,
+        "events": [{"at": 6.0, "action": "fail_server", "server": "10.20.0.102:8080"},
+                   {"at": 18.0, "action": "recover_server", "server": "10.20.0.102:8080"}]}))
+    probes = fields(run.capture, ["ip.src", "ip.dst"], 'frame.interface_name == "backend" && tcp.flags.syn == 1 && '
+                    'tcp.flags.ack == 0 && tcp.srcport >= 61000')
+    pairs = {(src, dst) for src, dst in probes}
+    assert pairs == {(run.ip(se, "backend"), ip) for se in ("se-1", "se-2", "se-3") for ip in ("10.20.0.101", "10.20.0.102")}
+    down = {e["se"]: e["t"] for e in events_of(run, "server.down")}
+    up = {e["se"]: e["t"] for e in events_of(run, "server.up")}
+    assert set(down) == set(up) == {"se-1", "se-2", "se-3"}
+    assert len(set(down.values())) == 3, "SEs see the failure on their own schedules"
+    assert all(6.0 < t < 6.0 + 2 * 2.0 + 2 * 1.0 + 0.5 for t in down.values())
+    new_conns = fields(run.capture, ["frame.time_relative", "frame.comment"],
+                       'frame.comment contains "new connection to server-2"')
+    for t, comment in new_conns:
+        se = comment.split()[0]
+        assert not down[se] < float(t) < up[se], f"{se} sent a new flow to a server it sees down: {comment}"
+
+
+@pytest.mark.parametrize("kind", ["http", "icmp"])
+def test_http_and_icmp_monitors_detect_a_failed_server(run_dict, kind):
+    run = run_dict(long_lived(**{
+        "pool.health_monitor": {"type": kind, "send_interval": 2.0, "receive_timeout": 1.0},
+        "events": [{"at": 5.0, "action": "fail_server", "server": "10.20.0.101:8080"}]}))
+    assert [e["server"] for e in events_of(run, "server.down")] == ["10.20.0.101:8080"]
+    probe_filter = 'http.request.method == "GET" && tcp.srcport >= 61000' if kind == "http" else "icmp.type == 8"
+    assert fields(run.capture, ["frame.number"], probe_filter)
+
+
+def test_secondary_failure_is_detected_by_missed_heartbeats(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2", "se-3"], "duration": 20.0,
+        "events": [{"at": 5.0, "action": "fail_se", "se": "se-2"}]}))
+    failed = events_of(run, "se.failed")[0]
+    assert failed["se"] == "se-2" and failed["t"] == 6.0 and failed["missed_heartbeats"] == 10
+    sent_by_se2 = fields(run.capture, ["frame.time_relative"], f'eth.src == {run.mac("se-2")} || eth.src == {run.mac("se-2", "backend")}')
+    assert max(float(t) for (t,) in sent_by_se2) < 5.0
+    table = survival_table(run)
+    assert all(c.opened < 5.0 for c in table.values() if c.owner == "se-2")
+    rehashed = fields(run.capture, ["frame.comment"], 'frame.comment contains "owner se-2 gone"')
+    assert rehashed
+    refusals = fields(run.capture, ["frame.comment"], 'frame.comment contains "no connection state"')
+    assert refusals and all(not c[0].startswith("se-2") for c in refusals)
+    survivors = [c for c in table.values() if c.owner != "se-2" and c.opened < 14.0]
+    assert survivors and all(c.outcome == "completed" for c in survivors)
+
+
+def test_primary_failure_promotes_a_secondary_that_probes_for_flows(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2", "se-3"], "duration": 20.0,
+        "events": [{"at": 5.0, "action": "fail_se", "se": "se-1"}]}))
+    promoted = events_of(run, "se.promoted")[0]
+    assert promoted["se"] == "se-2" and promoted["t"] == 6.0
+    garp = fields(run.capture, ["eth.src"], f"arp.isgratuitous == 1 && frame.time_relative > 5")
+    assert garp == [[run.mac("se-2")]]
+    probes = fields(run.capture, ["ip.src", "ip.dst", "frame.comment"], "udp.dstport == 1551")
+    assert any("who owns" in c for _, _, c in probes) and any("claim" in c for _, _, c in probes)
+    assert events_of(run, "flow_probe.claimed") and events_of(run, "flow_probe.unclaimed")
+    table = survival_table(run)
+    survivors = [c for c in table.values() if c.owner in ("se-2", "se-3") and c.opened < 14.0]
+    assert survivors and all(c.outcome == "completed" for c in survivors), "flows of surviving secondaries complete"
+    lost = [c for c in table.values() if c.owner == "se-1" and c.opened < 5.0 and c.outcome != "completed"]
+    assert lost and all(c.outcome == "reset" for c in lost if c.last_seen > 6.0)
+
+
+def test_fail_host_fails_its_ses(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"],
+        "service_engines": [{"name": "se-1", "host": "esx-1"}, {"name": "se-2", "host": "esx-2"},
+                            {"name": "se-3", "host": "esx-2"}],
+        "events": [{"at": 3.0, "action": "fail_host", "host": "esx-2"},
+                   {"at": 8.0, "action": "recover_se", "se": "se-2"}]}))
+    assert {e["se"] for e in events_of(run, "se.failed")} == {"se-2", "se-3"}
+    assert "host esx-2" in events_of(run, "recover_se.refused")[0]["reason"]
+
+
+def test_cpu_alerts_and_autoscale_one_change_per_interval(run_dict):
+    hot = run_dict(long_lived(**{
+        "se_group.capacity_pps": 20.0, "se_group.auto_rebalance": True, "se_group.auto_rebalance_interval": 5.0,
+        "duration": 22.0}))
+    high = events_of(hot, "alert.cpu_high")
+    assert [e["t"] for e in high] == [5.0, 10.0, 15.0, 20.0] and high[0]["average"] > 80
+    started = events_of(hot, "scale_out.started")
+    assert [e["t"] for e in started] == [5.0, 10.0, 15.0]
+    assert events_of(hot, "scale_out.refused")[0]["t"] == 20.0, "four SEs is the maximum"
+    calm = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"], "se_group.auto_rebalance": True,
+        "se_group.auto_rebalance_interval": 5.0, "se_group.vs_scalein_timeout": 2.0}))
+    assert events_of(calm, "alert.cpu_low")[0]["t"] == 5.0
+    assert events_of(calm, "scale_in.started")[0]["se"] == "se-2"
+    quiet = run_dict(long_lived(**{"se_group.capacity_pps": 20.0, "se_group.auto_rebalance_interval": 5.0}))
+    assert events_of(quiet, "alert.cpu_high") and not events_of(quiet, "scale_out.started"), "alerts only when off"
+
+
+def test_legacy_active_standby_refuses_scale_out(run_dict):
+    run = run_dict(long_lived(**{"se_group.ha_mode": "legacy-active-standby",
+                                 "events": [{"at": 1.0, "action": "scale_out"}]}))
+    assert "legacy-active-standby" in events_of(run, "scale_out.refused")[0]["reason"]
+
+
+def test_elastic_active_active_keeps_two_ses(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"], "se_group.ha_mode": "elastic-active-active",
+        "events": [{"at": 1.0, "action": "scale_in", "se": "se-2"}, {"at": 3.0, "action": "fail_se", "se": "se-2"}]}))
+    assert "at least 2" in events_of(run, "scale_in.refused")[0]["reason"]
+    restored = events_of(run, "scale_out.started")[0]
+    assert restored["t"] == 4.0 and restored["reason"] == "elastic-active-active keeps 2 SEs"
+
+
+def test_an_illegal_lifecycle_event_leaves_the_state_unchanged():
+    life = SeLifecycle()
+    life.add("se-1", SeState.READY)
+    with pytest.raises(IllegalTransition, match="se-1 is ready: cannot drain"):
+        life.apply("se-1", "drain")
+    assert life.get("se-1") is SeState.READY
+    assert life.apply("se-1", "join") is SeState.JOINING
