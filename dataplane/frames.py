@@ -182,6 +182,20 @@ def tcp_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int
     return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_TCP, segment, ident))
 
 
+def tcp_reset_for(frame: bytes, eth_src: bytes) -> bytes:
+    """Return the RST a stack sends for ``frame`` (RFC 793 "reset generation"), addresses swapped.
+
+    The destination MAC is left zero: the sender resolves its next hop.
+    """
+    view = FlowView(frame)
+    seq, ack = tcp_seq_ack(frame)
+    if view.flags & ACK:
+        reply_seq, reply_ack, flags = ack, 0, RST
+    else:
+        reply_seq, reply_ack, flags = 0, seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0), RST | ACK
+    return tcp_frame(b"\x00" * 6, eth_src, view.dst, view.src, view.dport, view.sport, reply_seq, reply_ack, flags)
+
+
 def udp_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int, dport: int,
               payload: bytes, ident: int = 0) -> bytes:
     datagram = udp_datagram(src, dst, sport, dport, payload)

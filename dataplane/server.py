@@ -142,15 +142,9 @@ class Server(Node):
                      f"{self.name} {why} {self.endpoint}>{frames.ip_text(conn.peer)}:{conn.peer_port}")
 
     def _reset(self, frame: bytes, view: frames.FlowView, why: str) -> None:
-        seq, ack = frames.tcp_seq_ack(frame)
-        if view.flags & ACK:
-            reply_seq, reply_ack, flags = ack, 0, RST
-        else:
-            reply_seq, reply_ack, flags = 0, seq + view.payload_len + (1 if view.flags & SYN else 0), RST | ACK
-        reply = frames.tcp_frame(frame[6:12], self.nic.mac, self.ip, view.src, view.dport, view.sport,
-                                 reply_seq, reply_ack, flags, b"", self.next_ident())
+        reply = frames.tcp_reset_for(frame, self.nic.mac)
         self.send_ip(self.nic, view.src, reply, f"{self.name} reset {frames.ip_text(self.ip)}:{view.dport}>"
-                             f"{frames.ip_text(view.src)}:{view.sport} ({why})")
+                                                f"{frames.ip_text(view.src)}:{view.sport} ({why})")
 
     # -- UDP -------------------------------------------------------------------
 

@@ -326,13 +326,7 @@ class ServiceEngine(Node):
     # -- resets ----------------------------------------------------------------
 
     def reset_client(self, frame: bytes, view: frames.FlowView, why: str) -> None:
-        seq, ack = frames.tcp_seq_ack(frame)
-        if view.flags & ACK:
-            rst_seq, rst_ack, flags = ack, 0, RST
-        else:
-            rst_seq, rst_ack, flags = 0, seq + view.payload_len + (1 if view.flags & SYN else 0), RST | ACK
-        reply = frames.tcp_frame(b"\x00" * 6, self.frontend.mac, view.dst, view.src, view.dport, view.sport,
-                                 rst_seq, rst_ack, flags, b"", self.next_ident())
+        reply = frames.tcp_reset_for(frame, self.frontend.mac)
         self.net.count_reset(self.name)
         self.to_client(reply, f"{self.name} reset {view.describe()} ({why})")
 
