@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the built-in product tour (VMware, scale out to 4 SEs and back)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
     demo.set_defaults(handler=cmd_demo)
+
+    from dataplane import check, diff
+
+    diff.register(commands)
+    check.register(commands)
     return parser
 
 
