@@ -36,6 +36,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the golden from other users
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(temp, path)

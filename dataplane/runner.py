@@ -51,6 +51,7 @@ def run_scenario(scenario, out_dir: str | os.PathLike) -> dict:
 def _temp_path(out: Path, name: str) -> Path:
     handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out)
     os.close(handle)
+    os.chmod(path, 0o644)  # mkstemp's 0600 would hide the results from other users
     return Path(path)
 
 
