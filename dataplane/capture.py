@@ -26,7 +26,6 @@ SEGMENT_DESCRIPTIONS = {
 class Capture:
     def __init__(self, fileobj: BinaryIO, application: str, comment: str):
         self.writer = PcapngWriter(fileobj, application=application, comment=comment)
-        self.frames = 0
 
     def add_segment(self, name: str) -> int:
         return self.writer.add_interface(name, SEGMENT_DESCRIPTIONS.get(name, f"segment {name}"))
@@ -34,9 +33,13 @@ class Capture:
     def add_names(self, names: dict[str, str]) -> None:
         self.writer.add_names(names)
 
-    def tap(self, interface: int, time_ns: int, frame: bytes, comment: str) -> None:
-        self.frames += 1
-        self.writer.write_frame(interface, EPOCH_NS + time_ns, frame, comment)
+    @property
+    def frames(self) -> int:
+        return sum(self.writer.frames_written)
+
+    def write(self, interface: int, time_ns: int, frame: bytes, comment: str) -> None:
+        """Record ``frame`` crossing segment ``interface`` at virtual time ``time_ns``."""
+        self.writer.write_commented(interface, EPOCH_NS + time_ns, frame, comment)
 
     def close(self) -> None:
         self.writer.close()

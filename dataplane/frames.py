@@ -15,6 +15,7 @@ header length from the IHL field, so options are tolerated.
 from __future__ import annotations
 
 import struct
+from socket import inet_ntoa as _inet_ntoa
 
 ETH_LEN = 14
 ETHERTYPE_IPV4 = 0x0800
@@ -36,6 +37,8 @@ _PORTS = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _VXLAN = struct.Struct("!B3xI")
+_IP_FIELDS = struct.Struct("!BxH5xB2x4s4s")  # version/IHL, total length, protocol, source, destination
+_L2_L3_HEAD = struct.Struct("!12xHB5xH")  # ethertype, version/IHL, flags/fragment offset
 
 
 # -- checksums ---------------------------------------------------------------
@@ -88,7 +91,7 @@ def ip_bytes(text: str) -> bytes:
 
 
 def ip_text(raw: bytes) -> str:
-    return ".".join(str(b) for b in raw)
+    return _inet_ntoa(raw)
 
 
 # -- parsing -----------------------------------------------------------------
@@ -99,14 +102,11 @@ class FlowView:
     __slots__ = ("ihl", "proto", "src", "dst", "sport", "dport", "flags", "payload_len")
 
     def __init__(self, frame: bytes):
-        ihl = (frame[ETH_LEN] & 0x0F) * 4
+        ver_ihl, total_len, self.proto, self.src, self.dst = _IP_FIELDS.unpack_from(frame, ETH_LEN)
+        ihl = (ver_ihl & 0x0F) * 4
         self.ihl = ihl
-        self.proto = frame[ETH_LEN + 9]
-        self.src = frame[ETH_LEN + 12:ETH_LEN + 16]
-        self.dst = frame[ETH_LEN + 16:ETH_LEN + 20]
         l4 = ETH_LEN + ihl
         self.sport, self.dport = _PORTS.unpack_from(frame, l4)
-        total_len = _U16.unpack_from(frame, ETH_LEN + 2)[0]
         if self.proto == PROTO_TCP:
             self.flags = frame[l4 + 13]
             self.payload_len = total_len - ihl - (frame[l4 + 12] >> 4) * 4
@@ -124,11 +124,10 @@ def ethertype(frame: bytes) -> int:
 
 def is_ipv4_l4(frame: bytes) -> bool:
     """True for an unfragmented IPv4 TCP or UDP frame."""
-    if len(frame) < ETH_LEN + 20 or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4:
+    if len(frame) < ETH_LEN + 28:
         return False
-    proto = frame[ETH_LEN + 9]
-    frag = _U16.unpack_from(frame, ETH_LEN + 6)[0] & 0x3FFF
-    return proto in (PROTO_TCP, PROTO_UDP) and frag == 0
+    kind, _, frag = _L2_L3_HEAD.unpack_from(frame)
+    return kind == ETHERTYPE_IPV4 and frame[23] in (PROTO_TCP, PROTO_UDP) and not frag & 0x3FFF
 
 
 def tcp_seq_ack(frame: bytes) -> tuple[int, int]:
@@ -249,16 +248,68 @@ def rewrite_ipv4_l4(frame: bytes, eth_dst: bytes, eth_src: bytes, src: bytes, sp
     return bytes(buf)
 
 
+#: One's-complement checksum delta of decrementing the TTL by one: the TTL/protocol word
+#: drops by 0x0100, and ~w + (w - 0x0100) == 0xFEFF for every w (RFC 1624).
+TTL_DECREMENT_DELTA = 0xFEFF
+
+
+def checksum_delta(old: bytes, new: bytes) -> int:
+    """Return the unfolded delta that turns a checksum over ``old`` into one over ``new``."""
+    return (~ones_complement_sum(old) & 0xFFFF) + ones_complement_sum(new)
+
+
+def apply_delta(old_checksum: int, delta: int) -> int:
+    total = (~old_checksum & 0xFFFF) + delta
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class NatRewrite:
+    """One direction of one NAT entry: new addresses and ports, checksum deltas computed once.
+
+    Every packet of a connection in one direction has the same old and new
+    address/port fields, so the checksum updates are two additions per frame.
+    """
+
+    __slots__ = ("addresses", "ports", "ip_delta", "l4_delta")
+
+    def __init__(self, old_src: bytes, old_sport: int, old_dst: bytes, old_dport: int,
+                 src: bytes, sport: int, dst: bytes, dport: int):
+        self.addresses = src + dst
+        self.ports = _PORTS.pack(sport, dport)
+        old_addresses = old_src + old_dst
+        self.ip_delta = checksum_delta(old_addresses, self.addresses) + TTL_DECREMENT_DELTA
+        self.l4_delta = checksum_delta(old_addresses + _PORTS.pack(old_sport, old_dport),
+                                       self.addresses + self.ports)
+
+    def apply(self, frame: bytes, eth_dst: bytes, eth_src: bytes) -> bytes:
+        buf = bytearray(frame)
+        buf[0:6] = eth_dst
+        buf[6:12] = eth_src
+        ip = ETH_LEN
+        l4 = ip + (buf[ip] & 0x0F) * 4
+        buf[ip + 8] -= 1
+        buf[ip + 12:ip + 20] = self.addresses
+        _U16.pack_into(buf, ip + 10, apply_delta(_U16.unpack_from(buf, ip + 10)[0], self.ip_delta))
+        buf[l4:l4 + 4] = self.ports
+        if buf[ip + 9] == PROTO_TCP:
+            _U16.pack_into(buf, l4 + 16, apply_delta(_U16.unpack_from(buf, l4 + 16)[0], self.l4_delta))
+        else:
+            old = _U16.unpack_from(buf, l4 + 6)[0]
+            if old:  # zero: the sender did not use a UDP checksum
+                _U16.pack_into(buf, l4 + 6, apply_delta(old, self.l4_delta) or 0xFFFF)
+        return bytes(buf)
+
+
 def decrement_ttl(frame: bytes, eth_dst: bytes, eth_src: bytes) -> bytes:
     """Return ``frame`` routed one hop: new Ethernet addresses, TTL - 1, IP checksum updated."""
     buf = bytearray(frame)
     buf[0:6] = eth_dst
     buf[6:12] = eth_src
     ip = ETH_LEN
-    old = bytes(buf[ip + 8:ip + 10])
     buf[ip + 8] -= 1
-    old_sum = _U16.unpack_from(buf, ip + 10)[0]
-    buf[ip + 10:ip + 12] = _U16.pack(adjust_checksum(old_sum, old, bytes(buf[ip + 8:ip + 10])))
+    _U16.pack_into(buf, ip + 10, apply_delta(_U16.unpack_from(buf, ip + 10)[0], TTL_DECREMENT_DELTA))
     return bytes(buf)
 
 

@@ -97,14 +97,15 @@ class Segment:
         self.mac_table[frame[6:12]] = sender
         dst = frame[0:6]
         port = self.mac_table.get(dst)
-        deliver_at = self.sim.now + self.latency_ns
+        post = self.sim.post
+        latency = self.latency_ns
         if port is not None and not dst[0] & 1:
             if port is not sender and port.up:
-                self.sim.at(deliver_at, port.node.receive, port, frame)
+                post(latency, port.node.receive, (port, frame))
             return
         for port in self.ports:
             if port is not sender and port.up:
-                self.sim.at(deliver_at, port.node.receive, port, frame)
+                post(latency, port.node.receive, (port, frame))
 
     @staticmethod
     def _spoofed_source(sender: Nic, frame: bytes) -> str | None:

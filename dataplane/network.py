@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable
 import netaddr
 
 from . import frames
-from .capture import Capture
+from .capture import EPOCH_NS, Capture
 from .client import Client
 from .controller import Controller
 from .l2 import Segment
@@ -124,14 +124,16 @@ class Network:
         self._write_names()
 
     def _tap_for(self, name: str, captured: bool):
-        capture_tap = self.capture.tap if captured else None
+        write = self.capture.writer.write_commented if captured else None
+        epoch = EPOCH_NS
         observers = self.observers
 
         def tap(index: int, time_ns: int, frame: bytes, comment: str) -> None:
-            if capture_tap is not None:
-                capture_tap(index, time_ns, frame, comment)
-            for observer in observers:
-                observer(name, time_ns, frame, comment)
+            if write is not None:
+                write(index, epoch + time_ns, frame, comment)
+            if observers:
+                for observer in observers:
+                    observer(name, time_ns, frame, comment)
         return tap
 
     @staticmethod

@@ -58,14 +58,13 @@ class Node:
     def receive(self, nic: Nic, frame: bytes) -> None:
         if not self.alive:
             return
-        dst = frame[0:6]
-        if dst != nic.mac and dst != frames.BROADCAST:
+        if not frame.startswith(nic.mac) and not frame.startswith(frames.BROADCAST):
             return
-        kind = frames.ethertype(frame)
-        if kind == frames.ETHERTYPE_ARP:
-            self.handle_arp(nic, frame)
-        elif kind == frames.ETHERTYPE_IPV4:
+        kind = frame[12:14]
+        if kind == b"\x08\x00":
             self.handle_ip(nic, frame)
+        elif kind == b"\x08\x06":
+            self.handle_arp(nic, frame)
 
     def handle_ip(self, nic: Nic, frame: bytes) -> None:
         self.net.count_drop("no_listener")

@@ -54,6 +54,7 @@ class Server(Node):
         super().__init__(net, name)
         self.ip = ip
         self.port = port
+        self.endpoint = f"{frames.ip_text(ip)}:{port}"
         self.nic = self.add_nic("eth0", segment, ip)
         self.rng = random.Random(f"{net.scenario.seed}:{name}")
         self.connections: dict[tuple[bytes, int], ServerConnection] = {}
@@ -61,9 +62,6 @@ class Server(Node):
         self.response = http_response(net.scenario.traffic.response_bytes)
         self.failed = False
 
-    @property
-    def endpoint(self) -> str:
-        return f"{frames.ip_text(self.ip)}:{self.port}"
 
     def handle_ip(self, nic, frame: bytes) -> None:
         if self.failed or frame[30:34] != self.ip:

@@ -52,6 +52,13 @@ class NatEntry:
     #: Next sequence number each side will send, so a drain can reset both ends in-window.
     client_next: int = 0
     server_next: int = 0
+    to_server: frames.NatRewrite | None = None
+    to_client: frames.NatRewrite | None = None
+    #: The two sides in text, for the frame comments (built once, not per frame).
+    client_side: str = ""
+    server_side: str = ""
+    server_reply: str = ""
+    client_reply: str = ""
 
 
 class ServiceEngine(Node):
@@ -101,7 +108,7 @@ class ServiceEngine(Node):
 
     def later(self, send, *args) -> None:
         """Send after the SE's processing delay, so capture timestamps show the hop's cost."""
-        self.sim.after(self.delay_ns, send, *args)
+        self.sim.post(self.delay_ns, send, args)
 
     # -- frontend --------------------------------------------------------------
 
@@ -244,12 +251,9 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.client_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        server = nat.server
-        out = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.backend.mac, self.backend.ip, nat.nat_port,
-                                     server.ip, server.port)
-        comment = (f"{self.name} snat {view.describe()} => {frames.ip_text(self.backend.ip)}:{nat.nat_port}>"
-                   f"{server.endpoint} ({why})")
-        self.later(self.send_ip, self.backend, server.ip, out, comment)
+        out = nat.to_server.apply(frame, b"\x00" * 6, self.backend.mac)
+        self.later(self.send_ip, self.backend, nat.server.ip, out,
+                   f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})")
 
     def _open(self, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
         if view.proto == frames.PROTO_TCP and (view.flags & (SYN | ACK | RST)) != SYN:
@@ -263,6 +267,13 @@ class ServiceEngine(Node):
                 self.reset_client(frame, view, "no pool server up")
             return None
         nat = NatEntry(view.src, view.sport, view.proto, server, self._allocate_port(view.proto), self.sim.now)
+        vs, mine = self.vs, self.backend.ip
+        nat.to_server = frames.NatRewrite(view.src, view.sport, vs.vip, vs.port, mine, nat.nat_port, server.ip, server.port)
+        nat.to_client = frames.NatRewrite(server.ip, server.port, mine, nat.nat_port, vs.vip, vs.port, view.src, view.sport)
+        nat.client_side = view.describe()
+        nat.server_side = f"{frames.ip_text(mine)}:{nat.nat_port}>{server.endpoint}"
+        nat.server_reply = f"{server.endpoint}>{frames.ip_text(mine)}:{nat.nat_port}"
+        nat.client_reply = f"{frames.ip_text(vs.vip)}:{vs.port}>{frames.ip_text(view.src)}:{view.sport}"
         self.nat_by_client[(view.src, view.sport, view.proto)] = nat
         self.nat_by_port[(view.proto, nat.nat_port)] = nat
         self.selector.opened(server)
@@ -307,11 +318,8 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.server_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        vs = self.vs
-        back = frames.rewrite_ipv4_l4(frame, b"\x00" * 6, self.frontend.mac, vs.vip, vs.port,
-                                      nat.client_ip, nat.client_port)
-        described = f"{frames.ip_text(vs.vip)}:{vs.port}>{frames.ip_text(nat.client_ip)}:{nat.client_port}"
-        self.to_client(back, f"{self.name} reverse-nat {view.describe()} => {described}")
+        back = nat.to_client.apply(frame, b"\x00" * 6, self.frontend.mac)
+        self.to_client(back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
 
     def to_client(self, frame: bytes, comment: str) -> None:
         """Send a frame from the VIP toward the client by this cloud's return path (DESIGN B7)."""

@@ -60,6 +60,10 @@ class Simulator:
     def after(self, delay_ns: int, callback: Callable[..., Any], *args: Any, priority: int = NORMAL) -> Timer:
         return self.at(self.now + delay_ns, callback, *args, priority=priority)
 
+    def post(self, delay_ns: int, callback: Callable[..., Any], args: tuple) -> None:
+        """Schedule ``callback(*args)`` after ``delay_ns`` with no handle: the forwarding fast path."""
+        heapq.heappush(self._queue, [self.now + delay_ns, NORMAL, next(self._seq), callback, args])
+
     def every(self, interval_ns: int, callback: Callable[[], Any], start_ns: int | None = None,
               until_ns: int | None = None) -> None:
         """Call ``callback`` every ``interval_ns`` from ``start_ns`` until ``until_ns`` (exclusive)."""
