@@ -202,8 +202,10 @@ class Network:
         rng = random.Random(f"{self.scenario.seed}:arrivals")
         stop = traffic.stop if traffic.stop is not None else self.scenario.duration
         if traffic.stop is None:
-            # Leave each connection time to finish inside the run.
-            stop -= (traffic.requests_per_connection - 1) * traffic.request_interval + 1.0
+            # Leave each connection time to finish inside the run, but keep opening
+            # connections for at least half of it even when they outlive the run.
+            lifetime = (traffic.requests_per_connection - 1) * traffic.request_interval + 1.0
+            stop = max(stop - lifetime, traffic.start + (stop - traffic.start) / 2)
         stop_ns = seconds(stop)
         at = seconds(traffic.start)
         number = 0
