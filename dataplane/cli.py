@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
     demo.set_defaults(handler=cmd_demo)
 
-    from dataplane import check, diff
+    from dataplane import check, diff, replay_cli
 
+    replay_cli.register(commands)
     diff.register(commands)
     check.register(commands)
     return parser
