@@ -26,7 +26,7 @@ def run_scenario(scenario, out_dir: str | os.PathLike) -> dict:
     """Run ``scenario`` and write its three output files into ``out_dir``; return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    temps = {name: _temp_path(out, name) for name in OUTPUTS}
+    temps = {name: temp_output_path(out, name) for name in OUTPUTS}
     try:
         with ExitStack() as stack:
             capture = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
@@ -48,7 +48,8 @@ def run_scenario(scenario, out_dir: str | os.PathLike) -> dict:
     return summary
 
 
-def _temp_path(out: Path, name: str) -> Path:
+def temp_output_path(out: Path, name: str) -> Path:
+    """Return a new empty file in ``out`` to write ``name`` into before renaming it."""
     handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out)
     os.close(handle)
     os.chmod(path, 0o644)  # mkstemp's 0600 would hide the results from other users

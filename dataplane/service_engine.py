@@ -30,12 +30,14 @@ from .frames import ACK, FIN, RST, SYN
 from .health import HealthMonitor
 from .node import Node
 from .server_selection import ServerSelector
+from .sim import NS_PER_S
 
 if TYPE_CHECKING:
     from .network import Network
     from .server import Server
 
 NAT_PORTS = (1024, 60999)  # the health monitor's probe ports lie above
+NAT_LINGER = 2 * NS_PER_S
 TUNNEL_SOURCE_PORTS = 49152
 
 
@@ -55,6 +57,7 @@ class NatEntry:
     to_server: frames.NatRewrite | None = None
     to_client: frames.NatRewrite | None = None
     #: The two sides in text, for the frame comments (built once, not per frame).
+    closing: bool = False
     client_side: str = ""
     server_side: str = ""
     server_reply: str = ""
@@ -295,13 +298,32 @@ class ServiceEngine(Node):
             self.close_nat(nat)
         elif flags & FIN:
             nat.fin_from_client = True
-        elif nat.fin_from_client and nat.fin_from_server and flags & ACK:
-            self.close_nat(nat)
+        elif nat.fin_from_client and nat.fin_from_server and flags & ACK and not nat.closing:
+            self.close_nat(nat, linger=True)
 
-    def close_nat(self, nat: NatEntry) -> None:
-        if self.nat_by_client.pop((nat.client_ip, nat.client_port, nat.proto), None) is not None:
-            del self.nat_by_port[(nat.proto, nat.nat_port)]
+    def connection_for_port(self, proto: int, nat_port: int) -> NatEntry | None:
+        """Return the connection this SE NATs to ``nat_port`` on the server network, if any."""
+        return self.nat_by_port.get((proto, nat_port))
+
+    def close_nat(self, nat: NatEntry, linger: bool = False) -> None:
+        """End a connection; after a FIN exchange keep its entry ``NAT_LINGER`` for stray last ACKs.
+
+        Like TIME_WAIT: a real close may still carry a final ACK either way after
+        the ACK that completes it, and that must not meet "no connection state".
+        """
+        if not nat.closing:
+            nat.closing = True
             self.selector.closed(nat.server)
+        if linger:
+            self.sim.post(NAT_LINGER, self._forget_nat, (nat,))
+        else:
+            self._forget_nat(nat)
+
+    def _forget_nat(self, nat: NatEntry) -> None:
+        key = (nat.client_ip, nat.client_port, nat.proto)
+        if self.nat_by_client.get(key) is nat:
+            del self.nat_by_client[key]
+            del self.nat_by_port[(nat.proto, nat.nat_port)]
 
     # -- backend (reverse NAT and return path) ---------------------------------
 
@@ -315,6 +337,8 @@ class ServiceEngine(Node):
             self.close_nat(nat)
         elif view.flags & FIN:
             nat.fin_from_server = True
+        elif nat.fin_from_client and nat.fin_from_server and view.flags & ACK and not nat.closing:
+            self.close_nat(nat, linger=True)  # the server closed first: its ACK of the client's FIN ends it
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.server_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
@@ -340,7 +364,7 @@ class ServiceEngine(Node):
 
     def reset_all(self, why: str) -> int:
         """Reset every connection this SE still carries, at both ends; return how many."""
-        entries = list(self.nat_by_client.values())
+        entries = [nat for nat in self.nat_by_client.values() if not nat.closing]
         vs = self.vs
         for nat in entries:
             if nat.proto == frames.PROTO_TCP:
