@@ -116,6 +116,11 @@ class HealthMonitor:
                                  seq, ack, flags, payload, se.next_ident(), mss=frames.TCP_MSS if flags & SYN else None)
         self._send(server, frame, what)
 
+    def answers(self, frame: bytes) -> bool:
+        """Cheap pre-check on the hot path: could ``frame`` answer a probe (ICMP, or a probe port)?"""
+        return frame[23] == frames.PROTO_ICMP or (
+            len(frame) >= 38 and int.from_bytes(frame[36:38], "big") >= PROBE_PORTS[0])
+
     def handle(self, frame: bytes) -> bool:
         """Consume a backend frame that answers one of our probes; return False for anything else."""
         echo = frames.parse_icmp_echo(frame)

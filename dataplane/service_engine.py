@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 NAT_PORTS = (1024, 60999)  # the health monitor's probe ports lie above
 NAT_LINGER = 2 * NS_PER_S
+ZERO_MAC = b"\x00" * 6
 TUNNEL_SOURCE_PORTS = 49152
 
 
@@ -117,7 +118,7 @@ class ServiceEngine(Node):
 
     def handle_ip(self, nic, frame: bytes) -> None:
         self.packets += 1
-        if nic is self.backend and self.monitor.handle(frame):
+        if nic is self.backend and self.monitor.answers(frame) and self.monitor.handle(frame):
             return
         if not frames.is_ipv4_l4(frame):
             self.net.count_drop("se_unsupported")
@@ -254,9 +255,13 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.client_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        out = nat.to_server.apply(frame, b"\x00" * 6, self.backend.mac)
-        self.later(self.send_ip, self.backend, nat.server.ip, out,
-                   f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})")
+        comment = f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})"
+        mac = self.arp_cache.get(nat.server.ip)
+        if mac is not None:  # the common case: one copy of the frame, no ARP detour
+            self.later(self.backend.send, nat.to_server.apply(frame, mac, self.backend.mac), comment)
+        else:
+            self.later(self.send_ip, self.backend, nat.server.ip, nat.to_server.apply(frame, ZERO_MAC, self.backend.mac),
+                       comment)
 
     def _open(self, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
         if view.proto == frames.PROTO_TCP and (view.flags & (SYN | ACK | RST)) != SYN:
@@ -342,15 +347,23 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.server_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        back = nat.to_client.apply(frame, b"\x00" * 6, self.frontend.mac)
-        self.to_client(back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
+        comment = f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}"
+        mac = self.arp_cache.get(self.net.client_next_hop)
+        if mac is not None and self._returns_direct():
+            self.later(self.frontend.send, nat.to_client.apply(frame, mac, self.frontend.mac), comment + " direct to client")
+        else:
+            self.to_client(nat.to_client.apply(frame, ZERO_MAC, self.frontend.mac), comment)
+
+    def _returns_direct(self) -> bool:
+        primary = self.vs.primary
+        return primary is None or primary == self.name or not self.net.return_via_primary
 
     def to_client(self, frame: bytes, comment: str) -> None:
         """Send a frame from the VIP toward the client by this cloud's return path (DESIGN B7)."""
-        primary = self.vs.primary
-        if primary is None or primary == self.name or not self.net.return_via_primary:
+        if self._returns_direct():
             self.later(self.send_ip, self.frontend, self.net.client_next_hop, frame, comment + " direct to client")
             return
+        primary = self.vs.primary
         target = self.net.nodes[primary]
         inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
         self.later(self._tunnel, target, inner, f"{comment} via primary {primary} in tunnel")
