@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: An existing, connected SE joins a VS "in seconds" (Avi docs); a new one must boot first.
 SE_JOIN_DELAY = 2.0
+IDLE_SWEEP_INTERVAL = 10.0
+#: A steering entry idle this long is dropped; a later packet of the flow finds its owner by flow probe.
+FLOW_TABLE_IDLE = 300.0
 
 
 class Refused(Exception):
@@ -46,6 +49,7 @@ class Controller:
         self.phase = "initial placement"
         self.flows_by_phase: dict[str, Counter[str]] = {}
         self.cpu = CpuMonitor(self)
+        self.expired: Counter[str] = Counter()
 
     # -- start -----------------------------------------------------------------
 
@@ -63,6 +67,14 @@ class Controller:
         for event in self.net.scenario.events:
             self.sim.at(seconds(event.at), self._dispatch, event, priority=URGENT)
         self.cpu.start()
+        self.sim.every(seconds(IDLE_SWEEP_INTERVAL), self._expire_idle)
+
+    def _expire_idle(self) -> None:
+        """Keep state bounded on long runs: idle flow-table and NAT entries go."""
+        self.expired["flow_table"] += self.vs.flow_table.expire(self.sim.now - seconds(FLOW_TABLE_IDLE))
+        for se in self.net.service_engines():
+            if se.alive:
+                self.expired["nat"] += se.expire_idle()
 
     def _dispatch(self, event) -> None:
         handler: Callable = getattr(self, f"do_{event.action}")
@@ -345,4 +357,5 @@ class Controller:
             "steering_share": {name: round(share, 4) for name, share in self.vs.share().items()},
             "se_states": {name: state.value for name, state in sorted(self.lifecycle.states.items())},
             "cpu": self.cpu.summary(),
+            "expired_idle": dict(self.expired),
         }

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 NAT_PORTS = (1024, 60999)  # the health monitor's probe ports lie above
 NAT_LINGER = 2 * NS_PER_S
+#: Idle timeouts of NAT entries (Avi's defaults: UDP flows 30 s, TCP connections 10 min).
+UDP_IDLE = 30 * NS_PER_S
+TCP_IDLE = 600 * NS_PER_S
 ZERO_MAC = b"\x00" * 6
 TUNNEL_SOURCE_PORTS = 49152
 
@@ -59,6 +62,8 @@ class NatEntry:
     to_client: frames.NatRewrite | None = None
     #: The two sides in text, for the frame comments (built once, not per frame).
     closing: bool = False
+    #: Virtual time of the last packet either way: idle entries are expired (``expire_idle``).
+    last_ns: int = 0
     client_side: str = ""
     server_side: str = ""
     server_reply: str = ""
@@ -251,6 +256,7 @@ class ServiceEngine(Node):
             if nat is None:
                 return
             why = f"{why}, new connection to {nat.server.name} by {self.selector.algorithm}"
+        nat.last_ns = self.sim.now
         self._track_client_flags(nat, view.flags)
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
@@ -324,6 +330,15 @@ class ServiceEngine(Node):
         else:
             self._forget_nat(nat)
 
+    def expire_idle(self) -> int:
+        """Forget connections idle longer than their protocol's timeout; return how many."""
+        now = self.sim.now
+        idle = [nat for nat in self.nat_by_client.values()
+                if now - nat.last_ns > (UDP_IDLE if nat.proto == frames.PROTO_UDP else TCP_IDLE)]
+        for nat in idle:
+            self.close_nat(nat)
+        return len(idle)
+
     def _forget_nat(self, nat: NatEntry) -> None:
         key = (nat.client_ip, nat.client_port, nat.proto)
         if self.nat_by_client.get(key) is nat:
@@ -338,6 +353,7 @@ class ServiceEngine(Node):
         if nat is None or view.src != nat.server.ip:
             self.net.count_drop("se_no_nat_entry")
             return
+        nat.last_ns = self.sim.now
         if view.flags & RST:
             self.close_nat(nat)
         elif view.flags & FIN:

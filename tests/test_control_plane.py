@@ -245,3 +245,25 @@ def test_an_illegal_lifecycle_event_leaves_the_state_unchanged():
         life.apply("se-1", "drain")
     assert life.get("se-1") is SeState.READY
     assert life.apply("se-1", "join") is SeState.JOINING
+
+
+def test_idle_udp_nat_entries_expire(run_dict):
+    run = run_dict(scenario_dict(**{
+        "virtual_service.protocol": "udp", "virtual_service.port": 18000, "pool.servers": ["10.20.0.101:18001"],
+        "traffic.response_bytes": 300, "traffic.new_connections_per_second": 5, "traffic.stop": 5.0,
+        "pool.health_monitor": {"type": "none"}, "duration": 45.0}))
+    assert run.summary["expired_idle"]["nat"] == run.summary["flows"]["total"] > 0
+
+
+def test_an_expired_steering_entry_is_found_again_by_flow_probe(run_dict, monkeypatch):
+    from dataplane import controller
+    monkeypatch.setattr(controller, "FLOW_TABLE_IDLE", 5.0)
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2", "se-3"], "traffic.requests_per_connection": 2,
+        "traffic.request_interval": 12.0, "traffic.stop": 3.0, "duration": 30.0}))
+    assert run.summary["expired_idle"]["flow_table"] > 0
+    claimed = events_of(run, "flow_probe.claimed")
+    assert claimed and not events_of(run, "flow_probe.unclaimed")
+    assert run.summary["flows"]["completed"] == run.summary["flows"]["total"]
+    table = survival_table(run)
+    assert all(len(c.owners) == 1 for c in table.values()), "a probed flow stays on its SE"
