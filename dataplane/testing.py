@@ -19,8 +19,9 @@ or a node with one NIC: ``"server-1"``).  A NIC sees the frames on its
 segment that it sent (eth.src is its MAC) or that are addressed to it
 (eth.dst is its MAC, or broadcast/multicast).
 
-The pytest fixture lives in ``dataplane.pytest_plugin``; this module has no
-pytest dependency so scripts can use it too.
+What a failed check says is rendered by ``dataplane.explain``.  The pytest
+fixture lives in ``dataplane.pytest_plugin``; this module has no pytest
+dependency so scripts can use it too.
 """
 
 from __future__ import annotations
@@ -29,17 +30,14 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from . import frames
+from . import explain, frames
+from .explain import summarize
 from .l2 import Nic, Segment
 from .golden import assert_matches_golden
-from .masks import VXLAN_PORTS, Mask, layout
+from .masks import Mask
 from .sim import NS_PER_S, seconds
 
 __all__ = ["DataplaneNet", "Mask", "Seen", "assert_matches_golden", "start_network", "summarize"]
-
-NEAREST = 3  # like PTF's POLL_MAX_RECENT_PACKETS: enough to see the pattern, short enough to read
-LISTED = 10
-FIELDS_SHOWN = 8  # a frame of another kind differs everywhere; its first fields say enough
 
 
 @dataclass(slots=True)
@@ -92,22 +90,6 @@ class _Place:
         if self.nic is None:
             return self.text
         return f"{self.text} ({frames.mac_text(self.nic.mac)})"
-
-
-def summarize(frame: bytes) -> str:
-    """One-line Scapy dissection, with the VXLAN tunnel's inner frame dissected too."""
-    from scapy.layers.inet import UDP
-    from scapy.layers.l2 import Ether
-
-    packet = Ether(frame)
-    if UDP in packet and packet[UDP].dport in VXLAN_PORTS:
-        fields = layout(frame).by_name()
-        if "inner.eth.dst" in fields:
-            inner_at = fields["inner.eth.dst"].bit_off // 8
-            vni = fields["vxlan.vni"].value(frame)
-            packet[UDP].remove_payload()
-            return f"{packet.summary()} / VXLAN vni {vni} / {Ether(frame[inner_at:]).summary()}"
-    return packet.summary()
 
 
 def _as_bytes(frame: Any) -> bytes:
@@ -280,7 +262,8 @@ class DataplaneNet:
             self.run()
             found = self._find(place, matcher, dropped)
         if found is None:
-            message = self._explain_missing(place, matcher, dropped)
+            message = explain.missing(place, matcher, dropped, self.seen, self.sim.now, self.sim.peek() is None,
+                                      self.artefact)
             self.verdicts.append(f"FAILED expect at {place.text}")
             raise AssertionError(message)
         found.consumed = True
@@ -301,13 +284,8 @@ class DataplaneNet:
         unwanted = [s for s in self.seen if not s.consumed and place.covers(s) and not self._ignored(s)
                     and (matcher is None or matcher.matches(s.frame))]
         if unwanted:
-            what = "a frame like" if matcher else "nothing"
-            head = f"expected {what} at {place}"
-            if matcher:
-                head = f"expected no frame like\n    {summarize(matcher.expected)}\nat {place}"
             self.verdicts.append(f"FAILED expect_none at {place.text}")
-            raise AssertionError(f"{head}, but {self._count(unwanted)} seen there:\n" + self._listing(unwanted)
-                                 + "\n" + self._artefact_note())
+            raise AssertionError(explain.unwanted_at(place, matcher, unwanted, self.artefact))
         self.verdicts.append(f"ok expect_none at {place.text}")
 
     def expect_no_other(self, ignore: Iterable[Ignore] = ()) -> None:
@@ -317,81 +295,11 @@ class DataplaneNet:
         unwanted = [s for s in self.seen if not s.consumed and not any(rule(s) for rule in rules)]
         if unwanted:
             self.verdicts.append("FAILED expect_no_other")
-            raise AssertionError(f"expected no other frames, but {self._count(unwanted)} not matched by any "
-                                 f"expect:\n" + self._listing(unwanted) + "\n" + self._artefact_note())
+            raise AssertionError(explain.unmatched(unwanted, self.artefact))
         self.verdicts.append("ok expect_no_other")
 
     def _ignored(self, s: Seen) -> bool:
         return any(rule(s) for rule in self._ignore)
-
-    @staticmethod
-    def _count(items: list) -> str:
-        return f"{len(items)} frame{'s' if len(items) != 1 else ''}"
-
-    def _listing(self, items: list[Seen]) -> str:
-        lines = []
-        for s in items[:LISTED]:
-            lines.append(f"  {s.label()}: {s.comment}\n      {summarize(s.frame)}")
-        if len(items) > LISTED:
-            lines.append(f"  ... and {len(items) - LISTED} more")
-        return "\n".join(lines)
-
-    def _explain_missing(self, place: _Place, matcher: Mask, dropped: bool) -> str:
-        here = [s for s in self.seen if place.covers(s)]
-        kind = "dropped frame" if dropped else "frame"
-        lines = [f"expected {kind} at {place}:", f"    {summarize(matcher.expected)}"]
-        if matcher.ignored:
-            lines.append(f"  don't care: {', '.join(matcher.ignored)}")
-        now = f"{self.sim.now / NS_PER_S:.9f} s"
-        if not here:
-            lines.append(f"nothing was seen at {place.text} (virtual time now {now}; the queue "
-                         f"{'drained' if self.sim.peek() is None else 'still has events'})")
-            candidates, where_note = self.seen, " elsewhere"
-        else:
-            matched = sum(s.consumed and not s.by_test for s in here)
-            sent = sum(s.by_test for s in here)
-            parts = [f"{sent} sent by the test"] * bool(sent) + [f"{matched} matched by earlier expectations"] * bool(matched)
-            note = f" ({', '.join(parts)})" if parts else ""
-            lines.append(f"{self._count(here)} seen there by {now}{note}, none matching")
-            candidates, where_note = here, ""
-        own = [s for s in candidates if not s.by_test] or candidates  # the test's own frames are rarely news
-        scored = sorted((self._compare(matcher, s) + (s,) for s in own), key=lambda t: (len(t[0]), t[2].index))
-        for rank, (diffs, tunnel_note, s) in enumerate(scored[:NEAREST]):
-            title = "nearest" if rank == 0 else "next nearest"
-            state = " [sent by the test]" if s.by_test else \
-                " [already matched by an earlier expect]" if s.consumed else ""
-            if s.dropped != dropped:
-                state += " [dropped]" if s.dropped else " [not dropped]"
-            if diffs:
-                count = f"{len(diffs)} field{'s' if len(diffs) != 1 else ''} differ{'s' if len(diffs) == 1 else ''}"
-            elif tunnel_note:
-                count, tunnel_note = "it carries the expected frame inside its VXLAN tunnel", ""
-            elif s.consumed or s.dropped != dropped or where_note:
-                count = "its fields match"
-            else:
-                count = "only its length differs"
-            lines.append(f"{title} frame{where_note}: {s.label()}{state}, {count}{tunnel_note}:")
-            lines.append(f"  comment: {s.comment}")
-            lines.append(f"  frame:   {summarize(s.frame)}")
-            lines.extend(f"  {d}" for d in diffs[:FIELDS_SHOWN])
-            if len(diffs) > FIELDS_SHOWN:
-                lines.append(f"  ... and {len(diffs) - FIELDS_SHOWN} more fields")
-        lines.append(self._artefact_note())
-        return "\n".join(line for line in lines if line)
-
-    @staticmethod
-    def _compare(matcher: Mask, s: Seen) -> tuple[list, str]:
-        """Diff against the frame, or against the frame inside its VXLAN tunnel if that is nearer."""
-        diffs = matcher.differences(s.frame)
-        inner = layout(s.frame).by_name().get("inner.eth.dst")
-        if inner is not None:
-            inside = matcher.differences(s.frame[inner.bit_off // 8:])
-            if len(inside) < len(diffs):
-                return inside, " (compared with the frame inside its VXLAN tunnel)"
-        return diffs, ""
-
-    def _artefact_note(self) -> str:
-        return f"capture: {self.artefact} (written when the test ends)" if self.artefact else ""
 
     # -- flows -------------------------------------------------------------------
 
