@@ -29,7 +29,7 @@ from typing import Callable
 from . import capture_reader, frames
 from . import replay_input as rin
 from .frames import ACK, FIN, RST, SYN
-from .replay_input import ReplayError, ReplayOptions, _linktype_message, check_capture  # noqa: F401 (API)
+from .replay_input import ReplayOptions, _linktype_message
 from .replay_nodes import ReplayClients, ReplayFlow, ReplayServer
 from .sim import NS_PER_S, seconds
 

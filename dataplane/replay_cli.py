@@ -14,16 +14,12 @@ written, and the command then exits 2 naming the frame and byte offset.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
 from . import __version__
-
-OUTPUTS = ("capture.pcapng", "events.jsonl", "summary.json")
 
 
 def register(commands) -> None:
@@ -79,7 +75,7 @@ def _options(args, vs_port: int):
 def cmd_replay(args: argparse.Namespace) -> int:
     from . import scenario as scenario_mod
     from .cli import EXIT_BAD_INPUT, EXIT_OK, UsageError
-    from .replay import ReplayError, check_capture
+    from .replay_input import ReplayError, check_capture
 
     try:
         scenario = scenario_mod.load(args.scenario)
@@ -111,35 +107,18 @@ def run_replay(scenario, capture, out_dir, options=None, progress: bool = False)
     from .network import Network
     from .replay import Replayer
     from .replay_nodes import ReplayServer
-    from .runner import temp_output_path
+    from .runner import write_outputs
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    temps = {name: temp_output_path(out, name) for name in OUTPUTS}
-    bar = _progress_bar(capture, options.loop if options else 1) if progress else None
-    try:
-        with ExitStack() as stack:
-            if bar is not None:
-                stack.callback(bar.close)
-            capture_file = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
-            events = stack.enter_context(open(temps["events.jsonl"], "w", encoding="utf-8"))
-            net = Network(scenario, capture_file, on_event=lambda e: events.write(json.dumps(e) + "\n"),
-                          application=f"dataplane {__version__} replay", server_class=ReplayServer,
-                          generate_traffic=False)
-            replayer = Replayer(net, capture, options, on_progress=_updater(bar, capture) if bar else None)
-            summary = replayer.run()
-            net.capture.close()
-            summary["outputs"] = {name: str(out / name) for name in OUTPUTS}
-        with open(temps["summary.json"], "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
-            handle.write("\n")
-        for name, temp in temps.items():
-            os.replace(temp, out / name)
-    finally:
-        for temp in temps.values():
-            if temp.exists():
-                temp.unlink()
-    return summary
+    def run(capture_file, on_event, stack) -> dict:
+        bar = _progress_bar(capture, options.loop if options else 1) if progress else None
+        if bar is not None:
+            stack.callback(bar.close)
+        net = Network(scenario, capture_file, on_event=on_event, application=f"dataplane {__version__} replay",
+                      server_class=ReplayServer, generate_traffic=False)
+        summary = Replayer(net, capture, options, on_progress=_updater(bar, capture) if bar else None).run()
+        net.capture.close()
+        return summary
+    return write_outputs(out_dir, run)
 
 
 def _progress_bar(capture, loops: int):

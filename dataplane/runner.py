@@ -15,6 +15,7 @@ import os
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from . import __version__
 from .network import Network
@@ -24,6 +25,21 @@ OUTPUTS = ("capture.pcapng", "events.jsonl", "summary.json")
 
 def run_scenario(scenario, out_dir: str | os.PathLike) -> dict:
     """Run ``scenario`` and write its three output files into ``out_dir``; return the summary."""
+    def run(capture: BinaryIO, on_event: Callable[[dict], None], stack: ExitStack) -> dict:
+        net = Network(scenario, capture, on_event=on_event, application=f"dataplane {__version__}")
+        summary = net.run()
+        net.capture.close()
+        return summary
+    return write_outputs(out_dir, run)
+
+
+def write_outputs(out_dir: str | os.PathLike,
+                  run: Callable[[BinaryIO, Callable[[dict], None], ExitStack], dict]) -> dict:
+    """Call ``run(capture_file, on_event, stack)`` with the outputs open under temporary names.
+
+    Only when ``run`` returns are the files renamed into place (with the summary it
+    returned); if it raises, every temporary file is removed and no good name is touched.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     temps = {name: temp_output_path(out, name) for name in OUTPUTS}
@@ -31,10 +47,7 @@ def run_scenario(scenario, out_dir: str | os.PathLike) -> dict:
         with ExitStack() as stack:
             capture = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
             events = stack.enter_context(open(temps["events.jsonl"], "w", encoding="utf-8"))
-            net = Network(scenario, capture, on_event=lambda e: events.write(json.dumps(e) + "\n"),
-                          application=f"dataplane {__version__}")
-            summary = net.run()
-            net.capture.close()
+            summary = run(capture, lambda event: events.write(json.dumps(event) + "\n"), stack)
             summary["outputs"] = {name: str(out / name) for name in OUTPUTS}
         with open(temps["summary.json"], "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)

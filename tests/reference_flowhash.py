@@ -8,7 +8,6 @@ Maglev pseudocode step by step, and shares no code with the package.
 from __future__ import annotations
 
 import ipaddress
-import struct
 
 MASK64 = (1 << 64) - 1
 MAGLEV_OFFSET_KEY = b"maglev-offs-key1"

@@ -182,7 +182,7 @@ def test_primary_failure_promotes_a_secondary_that_probes_for_flows(run_dict):
         "events": [{"at": 5.0, "action": "fail_se", "se": "se-1"}]}))
     promoted = events_of(run, "se.promoted")[0]
     assert promoted["se"] == "se-2" and promoted["t"] == 6.0
-    garp = fields(run.capture, ["eth.src"], f"arp.isgratuitous == 1 && frame.time_relative > 5")
+    garp = fields(run.capture, ["eth.src"], "arp.isgratuitous == 1 && frame.time_relative > 5")
     assert garp == [[run.mac("se-2")]]
     probes = fields(run.capture, ["ip.src", "ip.dst", "frame.comment"], "udp.dstport == 1551")
     assert any("who owns" in c for _, _, c in probes) and any("claim" in c for _, _, c in probes)

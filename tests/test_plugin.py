@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 
 from dataplane.capture_reader import read_all
 from conftest import assert_passes_gate
