@@ -165,3 +165,37 @@ def test_least_connections_spreads_over_servers(run_dict):
     servers = {row[0] for row in fields(run.capture, ["ip.dst"], 'frame.interface_name == "backend" && tcp.flags.syn == 1 && tcp.flags.ack == 0')}
     assert servers == {"10.20.0.101", "10.20.0.102"}
     assert run.summary["flows_by_se"]["se-1"] == run.summary["flows"]["total"]
+
+
+def test_primary_weight_sets_the_primarys_share_of_new_flows(run_dict):
+    run = run_dict(scenario_dict(**{"se_group.primary_weight": 50, "duration": 12.0,
+                                    "traffic.new_connections_per_second": 60}))
+    share = run.summary["steering_share"]
+    assert share["se-1"] == pytest.approx(50 / 350, abs=0.002)
+    assert all(share[se] == pytest.approx(100 / 350, abs=0.002) for se in ("se-2", "se-3", "se-4"))
+    by_se = run.summary["flows_by_se"]
+    assert by_se["se-1"] < min(by_se[se] for se in ("se-2", "se-3", "se-4"))
+
+
+def new_connections(run) -> list[tuple[str, str]]:
+    """(client ip, server name) of every new backend connection, in order, from the SEs' comments."""
+    rows = fields(run.capture, ["frame.comment"], 'frame.comment contains "new connection to"')
+    return [(c.split(" snat ")[1].split(":")[0], c.split("new connection to ")[1].split()[0]) for (c,) in rows]
+
+
+def test_round_robin_takes_servers_in_turn(run_dict):
+    run = run_dict(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.lb_algorithm": "round-robin",
+                                    "pool.servers": ["10.20.0.101:8080", "10.20.0.102:8080", "10.20.0.103:8080"]}))
+    servers = [server for _, server in new_connections(run)]
+    assert len(servers) > 20
+    assert servers == [f"server-{i % 3 + 1}" for i in range(len(servers))]
+
+
+def test_consistent_hash_keeps_a_client_on_one_server(run_dict):
+    run = run_dict(scenario_dict(**{"pool.lb_algorithm": "consistent-hash",
+                                    "pool.servers": ["10.20.0.101:8080", "10.20.0.102:8080", "10.20.0.103:8080"]}))
+    by_client: dict[str, set[str]] = {}
+    for client, server in new_connections(run):
+        by_client.setdefault(client, set()).add(server)
+    assert len(by_client) > 5 and all(len(s) == 1 for s in by_client.values()), "same client, same server, any SE"
+    assert len(set().union(*by_client.values())) > 1
