@@ -42,6 +42,7 @@ NAT_LINGER = 2 * NS_PER_S
 UDP_IDLE = 30 * NS_PER_S
 TCP_IDLE = 600 * NS_PER_S
 ZERO_MAC = b"\x00" * 6
+FLOW_TOUCH_INTERVAL = NS_PER_S
 TUNNEL_SOURCE_PORTS = 49152
 
 
@@ -157,7 +158,7 @@ class ServiceEngine(Node):
         entry = vs.flow_table.get(key)
         now = self.sim.now
         owner = self.net.se_names[entry[0]] if entry is not None else None
-        if owner is not None and owner in vs.serving:
+        if owner is not None and vs.carries(owner):
             why = "flow table"
         elif owner is None and view.proto == frames.PROTO_TCP and not view.flags & SYN:
             if (view.src, view.sport, view.proto) in self.nat_by_client:
@@ -175,8 +176,8 @@ class ServiceEngine(Node):
                 return
         if view.flags & RST:
             vs.flow_table.pop(key)
-        elif entry is not None:
-            vs.flow_table.put(key, entry[0], now)
+        elif entry is not None and now - entry[1] > FLOW_TOUCH_INTERVAL:
+            vs.flow_table.put(key, entry[0], now)  # idle expiry needs seconds, not every packet
         if owner == self.name:
             self._serve(frame, view, f"{why}, own")
             return

@@ -46,6 +46,10 @@ class VirtualService:
         """Every SE that still carries flows of this VS: members, then draining SEs."""
         return self.members + sorted(self.draining - set(self.members))
 
+    def carries(self, name: str) -> bool:
+        """True if ``name`` still carries flows of this VS (a member, or draining)."""
+        return name in self.members or name in self.draining
+
     def set_members(self, members: list[str]) -> None:
         self.members = list(members)
         self.rebuild()
@@ -58,7 +62,7 @@ class VirtualService:
         self.table = flowhash.MaglevTable(self.members, weights=weights, size=MAGLEV_SIZE)
 
     def flow_key(self, view: frames.FlowView) -> bytes:
-        return flowhash.flow_key(view.src, view.dst, view.proto, view.sport, view.dport)
+        return flowhash.flow_key_ipv4(view.src, view.dst, view.proto, view.sport, view.dport)
 
     def choose(self, key: bytes) -> tuple[str, int]:
         """Return (SE name, Maglev bucket) for a new flow."""

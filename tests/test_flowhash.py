@@ -463,3 +463,9 @@ def test_is_prime():
     primes = [n for n in range(200) if fh.is_prime(n)]
     assert primes == [n for n in range(2, 200) if all(n % d for d in range(2, n))]
     assert fh.is_prime(65537) and fh.is_prime(655373) and not fh.is_prime(65535)
+
+
+def test_ipv4_fast_key_equals_the_checked_key():
+    from dataplane import flowhash
+    src, dst = bytes([198, 51, 100, 7]), bytes([10, 10, 0, 100])
+    assert flowhash.flow_key_ipv4(src, dst, 6, 40001, 80) == flowhash.flow_key("198.51.100.7", "10.10.0.100", 6, 40001, 80)
