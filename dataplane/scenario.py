@@ -38,7 +38,8 @@ class ScenarioError(ValueError):
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-_SECONDS = _num(float, 0.0)
+# A year of virtual time bounds every duration: larger values only overflow the ns clock.
+_SECONDS = _num(float, 0.0, 365 * 86400.0)
 _POSITIVE = _num(float, 0.0, lo_open=True)
 _PORT = _num(int, 1, 65535)
 _SE_NAME_STR = _str(re.compile(r"[a-z0-9][a-z0-9-]*"), "SE name ([a-z0-9][a-z0-9-]*)")
@@ -62,7 +63,7 @@ class SeGroup:
     vs_scalein_timeout: float = _f(_SECONDS, 30.0)
     vs_se_scaleout_ready_timeout: float = _f(_SECONDS, 25.0)
     se_tunnel_mode: str = _f(_enum("auto", "disable-dsr", "enable-dsr"), "auto")
-    se_tunnel_udp_port: int = _f(_PORT, 1550)
+    se_tunnel_udp_port: int = _f(_num(int, 1, 65534), 1550)  # flow probes use the port above
     access: str = _f(_enum("write", "read", "none"), "write")
     auto_rebalance: bool = _f(_bool, False)
     auto_rebalance_interval: float = _f(_POSITIVE, 300.0)
@@ -285,16 +286,28 @@ def _pool(raw, nets) -> Pool:
         raise _Invalid("pool.health_monitor.receive_timeout",
                        f"must be < send_interval ({hm.send_interval}), got {hm.receive_timeout}")
     be = nets["backend"]
+    first_at: dict = {}
     for i, s in enumerate(pool.servers):
         _inside(s.ip, be, f"pool.servers[{i}]")
         if s.ip == be.gateway:
             raise _Invalid(f"pool.servers[{i}]", f"{s.ip} is the gateway of networks.backend")
+        if s.ip in first_at:
+            # Each pool member is one host here; two ports on one address are not modelled yet.
+            raise _Invalid(f"pool.servers[{i}]", f"{s.ip} is already pool.servers[{first_at[s.ip]}]: "
+                                                 "one server per address")
+        first_at[s.ip] = i
     return pool
 
 
 def _traffic(raw, nets, duration) -> Traffic:
     t = _build(Traffic, raw, "traffic")
     for i, c in enumerate(t.clients):
+        if c.size < 4:
+            raise _Invalid(f"traffic.clients[{i}]", f"{c} is too small: the router takes one host address "
+                                                    "and clients need at least one more (use /30 or larger)")
+        for j, other in enumerate(t.clients[:i]):
+            if c in other or other in c:
+                raise _Invalid(f"traffic.clients[{i}]", f"{c} overlaps traffic.clients[{j}] ({other})")
         for net in nets.values():
             if c in net.cidr or net.cidr in c:
                 # Clients are reached through the router; on-link clients would bypass it.
@@ -355,6 +368,20 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
 
 # ------------------------------------------------------------------- public
 
+UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
+
+
+def _check_room(nets, ses, pool) -> None:
+    """Each SE needs an address on both networks besides the gateway, VIP and servers."""
+    fe, be = nets["frontend"], nets["backend"]
+    taken = {"frontend": 2, "backend": len(pool.servers) + (1 if be.gateway else 0)}
+    for net in (fe, be):
+        room = max(0, net.cidr.size - 2 - taken[net.name])
+        if room < len(ses):
+            raise _Invalid(f"networks.{net.name}", f"{net.cidr} has room for {room} SE(s) besides its other "
+                                                   f"hosts; {len(ses)} listed")
+
+
 def parse(data: dict, source: str = "<scenario>") -> Scenario:
     """Validate a scenario given as a dict (as tomllib returns it)."""
     try:
@@ -370,6 +397,10 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         pool = _pool(top["pool"], nets)
         traffic = _traffic(top["traffic"], nets, top["duration"])
         events = _events(top["events"], top["duration"], ses, group, pool.servers)
+        _check_room(nets, ses, pool)
+        if vs.protocol == "udp" and traffic.request_bytes > UDP_PAYLOAD_MAX:
+            raise _Invalid("traffic.request_bytes", f"a UDP request must fit one datagram (at most "
+                                                    f"{UDP_PAYLOAD_MAX} bytes), got {traffic.request_bytes}")
     except _Invalid as e:
         raise ScenarioError(f"{source}: {e}") from None
     return Scenario(top["name"], top["cloud"], top["seed"], top["duration"], nets, group, ses,

@@ -367,6 +367,24 @@ CASES = {
     "migrate_same": ([("events[0]", {"at": 1, "action": "migrate", "from": "se-1",
                                      "to": "se-1"})],
                      "events[0].to: same SE as from ('se-1')"),
+    "no_room_for_ses": ([("networks.frontend", {"cidr": "10.10.0.0/29", "gateway": "10.10.0.1"}),
+                         ("virtual_service.vip", "10.10.0.6"), ("service_engines", FOUR_SES + [
+                             {"name": "se-5", "host": "esx-3"}])],
+                        "networks.frontend: 10.10.0.0/29 has room for 4 SE(s) besides its other hosts; 5 listed"),
+    "tunnel_port_leaves_room_for_probes": ([("se_group.se_tunnel_udp_port", 65535)],
+                                           "se_group.se_tunnel_udp_port: 65535 is out of range 1..65534"),
+    "seconds_bounded": ([("se_group.processing_delay", 1e300)],
+                        "se_group.processing_delay: 1e+300 is out of range 0.0..31536000.0"),
+    "two_servers_one_address": ([("pool.servers", ["10.20.0.101:8080", "10.20.0.101:8081"])],
+                                "pool.servers[1]: 10.20.0.101 is already pool.servers[0]: one server per address"),
+    "client_network_too_small": ([("traffic.clients", ["198.51.100.7/32"])],
+                                 "traffic.clients[0]: 198.51.100.7/32 is too small: the router takes one host "
+                                 "address and clients need at least one more (use /30 or larger)"),
+    "client_networks_overlap": ([("traffic.clients", ["198.51.100.0/28", "198.51.100.0/29"])],
+                                "traffic.clients[1]: 198.51.100.0/29 overlaps traffic.clients[0] (198.51.100.0/28)"),
+    "udp_request_fits_a_datagram": ([("virtual_service.protocol", "udp"), ("traffic.request_bytes", 5000)],
+                                    "traffic.request_bytes: a UDP request must fit one datagram (at most 1472 "
+                                    "bytes), got 5000"),
 }
 
 
