@@ -50,6 +50,7 @@ class Controller:
         self.flows_by_phase: dict[str, Counter[str]] = {}
         self.cpu = CpuMonitor(self)
         self.expired: Counter[str] = Counter()
+        self.drains: dict[str, object] = {}
 
     # -- start -----------------------------------------------------------------
 
@@ -113,15 +114,22 @@ class Controller:
         if se is None and self.group.access != "write":
             raise Refused(f"access {self.group.access}: no connected SE is free; "
                           "an administrator must create one first (create_se)")
+        if se is None and not self.net.has_room_for_se(len(self.creating)):
+            raise Refused("no free address left on the frontend or backend network for a new SE")
         self.scaling_out = se or "new SE"
         if se is not None:
             self.net.log("scale_out.started", vs=self.vs.name, se=se, reused=True, reason=why)
-            self._join(se, lambda: self._scaled_out(se))
+            self._join(se, lambda: self._scaled_out(se), lambda reason: self._scale_out_failed(se, reason))
         else:
             name = self._next_se_name()
             self.scaling_out = name
             self.net.log("scale_out.started", vs=self.vs.name, se=name, reused=False, reason=why)
-            self._create(name, tried=set(), retry=True, then=lambda: self._join(name, lambda: self._scaled_out(name)))
+            self._create(name, tried=set(), retry=True, then=lambda: self._join(
+                name, lambda: self._scaled_out(name), lambda reason: self._scale_out_failed(name, reason)))
+
+    def _scale_out_failed(self, name: str, reason: str) -> None:
+        self.scaling_out = None
+        self.net.log("scale_out.failed", vs=self.vs.name, se=name, reason=reason)
 
     def _spare_se(self) -> str | None:
         for name in sorted(self.lifecycle.named(SeState.READY)):
@@ -129,18 +137,21 @@ class Controller:
                 return name
         return None
 
-    def _join(self, name: str, then: Callable[[], None]) -> None:
+    def _join(self, name: str, then: Callable[[], None], failed: Callable[[str], None]) -> None:
+        """Add ``name`` to the VS after the join delay ("scaling out"), then call ``then``."""
         self.lifecycle.apply(name, "join")
         delay = min(SE_JOIN_DELAY, self.group.vs_se_scaleout_ready_timeout)
 
         def joined() -> None:
             if self.lifecycle.get(name) is not SeState.JOINING:
-                self.scaling_out = None
-                self.net.log("scale_out.failed", vs=self.vs.name, se=name, reason=f"{name} failed while joining")
+                failed(f"{name} failed while joining")
                 return
             self.lifecycle.apply(name, "joined")
             self.net.nodes[name].monitor.start()
+            restoring = not self.vs.members
             self.vs.set_members(self.vs.members + [name])
+            if restoring:  # every SE had failed: the VIP needs a new owner before anything else
+                self._promote(name, "the VS had no SE left", planned=False)
             then()
         self.sim.after(seconds(delay), joined, priority=URGENT)
 
@@ -152,6 +163,8 @@ class Controller:
     # -- SE creation (B13) -----------------------------------------------------
 
     def do_create_se(self, event) -> None:
+        if not self.net.has_room_for_se(len(self.creating)):
+            raise Refused("no free address left on the frontend or backend network for a new SE")
         self._create(event.name, tried=set(), retry=False, then=None, host=event.host)
 
     def _next_se_name(self) -> str:
@@ -232,11 +245,19 @@ class Controller:
         self.net.log("migrate.started", vs=self.vs.name, se=source, to=target)
 
         def joined() -> None:
+            state = self.lifecycle.get(source)
+            if state is not SeState.MEMBER:  # failed or scaled in meanwhile: nothing left to move
+                self.net.log("migrate.completed", vs=self.vs.name, se=source, to=target,
+                             note=f"{source} was already {state.value}")
+                return
             if self.vs.primary == source:
                 self._promote(target, f"migrate from {source}", planned=True)
             self._drain(source, f"migrate to {target}",
                         lambda: self.net.log("migrate.completed", vs=self.vs.name, se=source, to=target))
-        self._join(target, joined)
+
+        def failed(reason: str) -> None:
+            self.net.log("migrate.failed", vs=self.vs.name, se=source, to=target, reason=reason)
+        self._join(target, joined, failed)
 
     def _check_member(self, name: str) -> None:
         if self.lifecycle.get(name) is not SeState.MEMBER:
@@ -250,9 +271,11 @@ class Controller:
         self.vs.draining.add(name)
         self.vs.set_members([m for m in self.vs.members if m != name])
         self._new_phase(f"after {why} ({name} draining)")
+        drain = object()  # identifies this drain: a timer of an earlier drain of the same SE must not end it
+        self.drains[name] = drain
 
         def expired() -> None:
-            if self.lifecycle.get(name) is not SeState.DRAINING:
+            if self.lifecycle.get(name) is not SeState.DRAINING or self.drains.get(name) is not drain:
                 return
             reset = self.net.nodes[name].reset_all(f"{why}: drain of {self.group.vs_scalein_timeout:g} s expired")
             self.net.log("drain.expired", vs=self.vs.name, se=name, connections_reset=reset)
@@ -263,7 +286,7 @@ class Controller:
         self.sim.after(seconds(self.group.vs_scalein_timeout), expired, priority=URGENT)
 
     def _promote(self, name: str, reason: str, planned: bool) -> None:
-        old = self.vs.primary
+        old = self.vs.primary if self.vs.primary != name else None
         if old is not None:
             self.net.nodes[old].give_up_vip()
         self.vs.set_members([name] + [m for m in self.vs.members if m != name])

@@ -138,10 +138,12 @@ class Network:
 
     @staticmethod
     def _address_pool(cidr: netaddr.IPNetwork, taken: set) -> list[bytes]:
+        # SEs take host .11 onward (se-1 at 10.10.0.11, as in the design's examples), then wrap
+        # around to the low addresses; addresses already in use are skipped.
         taken_ints = {int(ip) for ip in taken}
-        hosts = [ip for ip in cidr.iter_hosts() if int(ip) not in taken_ints]
+        hosts = list(cidr.iter_hosts())
         hosts = hosts[SE_ADDRESS_OFFSET - 1:] + hosts[:SE_ADDRESS_OFFSET - 1]
-        return [frames.ip_bytes(ip) for ip in hosts]
+        return [frames.ip_bytes(ip) for ip in hosts if int(ip) not in taken_ints]
 
     def add_service_engine(self, name: str, host: str) -> ServiceEngine:
         se = ServiceEngine(self, name, host, self.segments["frontend"], self._free_frontend.pop(0),
@@ -153,6 +155,10 @@ class Network:
         if self.capture and hasattr(self, "clients"):
             self.capture.add_names(self._se_names(se))
         return se
+
+    def has_room_for_se(self, pending: int = 0) -> bool:
+        """True if both networks have an address left for one more SE besides ``pending`` ones."""
+        return min(len(self._free_frontend), len(self._free_backend)) > pending
 
     def service_engines(self) -> list[ServiceEngine]:
         return [self.nodes[name] for name in self.se_names]
@@ -206,16 +212,25 @@ class Network:
             # connections for at least half of it even when they outlive the run.
             lifetime = (traffic.requests_per_connection - 1) * traffic.request_interval + 1.0
             stop = max(stop - lifetime, traffic.start + (stop - traffic.start) / 2)
-        stop_ns = seconds(stop)
-        at = seconds(traffic.start)
-        number = 0
-        while True:
-            at += max(1, round(rng.expovariate(traffic.new_connections_per_second) * NS_PER_S))
-            if at > stop_ns or (traffic.max_connections is not None and number >= traffic.max_connections):
-                break
-            number += 1
-            client = self.clients[rng.randrange(len(self.clients))]
-            self.sim.at(at, client.open, number)
+        self._arrivals = rng
+        self._arrivals_stop = seconds(stop)
+        self._arrivals_opened = 0
+        self._next_arrival(seconds(traffic.start))
+
+    def _next_arrival(self, after_ns: int) -> None:
+        """Schedule the next connection (one pending arrival at a time: memory does not grow with the run)."""
+        traffic = self.scenario.traffic
+        at = after_ns + max(1, round(self._arrivals.expovariate(traffic.new_connections_per_second) * NS_PER_S))
+        if at > self._arrivals_stop or (traffic.max_connections is not None
+                                        and self._arrivals_opened >= traffic.max_connections):
+            return
+        self._arrivals_opened += 1
+        client = self.clients[self._arrivals.randrange(len(self.clients))]
+        self.sim.at(at, self._arrive, client, self._arrivals_opened)
+
+    def _arrive(self, client: Client, number: int) -> None:
+        client.open(number)
+        self._next_arrival(self.sim.now)
 
     def run(self) -> dict:
         self.controller.start()

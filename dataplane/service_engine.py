@@ -426,6 +426,7 @@ class ServiceEngine(Node):
         self.alive = True
         self.frontend.up = self.backend.up = True
         self.forget_arp()
+        self.give_up_vip()
         self.nat_by_client.clear()
         self.nat_by_port.clear()
         self.prober.pending.clear()

@@ -154,6 +154,7 @@ def test_http_and_icmp_monitors_detect_a_failed_server(run_dict, kind):
         "pool.health_monitor": {"type": kind, "send_interval": 2.0, "receive_timeout": 1.0},
         "events": [{"at": 5.0, "action": "fail_server", "server": "10.20.0.101:8080"}]}))
     assert [e["server"] for e in events_of(run, "server.down")] == ["10.20.0.101:8080"]
+    assert "se_no_nat_entry" not in run.summary["drops"], "probe answers are never taken for client traffic"
     probe_filter = 'http.request.method == "GET" && tcp.srcport >= 61000' if kind == "http" else "icmp.type == 8"
     assert fields(run.capture, ["frame.number"], probe_filter)
 
@@ -267,3 +268,57 @@ def test_an_expired_steering_entry_is_found_again_by_flow_probe(run_dict, monkey
     assert run.summary["flows"]["completed"] == run.summary["flows"]["total"]
     table = survival_table(run)
     assert all(len(c.owners) == 1 for c in table.values()), "a probed flow stays on its SE"
+
+
+def test_migrate_whose_source_fails_while_the_target_joins(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"],
+        "events": [{"at": 4.0, "action": "migrate", "from": "se-2", "to": "se-3"},
+                   {"at": 4.5, "action": "fail_se", "se": "se-2"}]}))
+    done = events_of(run, "migrate.completed")[0]
+    assert done["t"] == 6.0 and "already" in done["note"]
+    assert run.summary["service_engines"] == ["se-1", "se-3"]
+
+
+def test_a_migrate_target_failing_while_joining_is_a_failed_migrate_not_a_scale_out(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"],
+        "service_engines": [{"name": f"se-{i}", "host": f"esx-{i}"} for i in range(1, 5)],
+        "events": [{"at": 4.0, "action": "migrate", "from": "se-2", "to": "se-4"},
+                   {"at": 4.1, "action": "fail_se", "se": "se-4"},
+                   {"at": 5.0, "action": "scale_out", "se": "se-3"}]}))
+    assert events_of(run, "migrate.failed")[0]["to"] == "se-4"
+    assert not events_of(run, "scale_out.failed")
+    assert events_of(run, "scale_out.completed")[0]["se"] == "se-3"
+
+
+def test_scale_out_after_every_se_failed_announces_the_vip(run_dict):
+    run = run_dict(long_lived(**{
+        "events": [{"at": 3.0, "action": "fail_se", "se": "se-1"}, {"at": 6.0, "action": "scale_out", "se": "se-2"}]}))
+    promoted = events_of(run, "se.promoted")[0]
+    assert promoted["se"] == "se-2" and promoted["t"] == 8.0
+    garps = fields(run.capture, ["eth.src"], "arp.isgratuitous == 1")
+    assert garps[-1] == [run.mac("se-2")]
+    table = survival_table(run)
+    later = [c for c in table.values() if c.opened > 8.0 and c.opened < 14.0]
+    assert later and all(c.owner == "se-2" and c.outcome == "completed" for c in later)
+
+
+def test_an_earlier_drain_timer_does_not_end_a_later_drain(run_dict):
+    run = run_dict(long_lived(**{
+        "virtual_service.placement": ["se-1", "se-2"], "se_group.vs_scalein_timeout": 6.0, "duration": 22.0,
+        "events": [{"at": 2.0, "action": "scale_in", "se": "se-2"}, {"at": 3.0, "action": "fail_se", "se": "se-2"},
+                   {"at": 5.0, "action": "recover_se", "se": "se-2"}, {"at": 6.0, "action": "scale_out", "se": "se-2"},
+                   {"at": 9.0, "action": "scale_in", "se": "se-2"}]}))
+    assert [e["t"] for e in events_of(run, "drain.expired")] == [15.0]
+
+
+def test_scale_out_is_refused_when_no_address_is_left(run_dict):
+    run = run_dict(long_lived(**{
+        "networks.frontend": {"cidr": "10.10.0.0/29", "gateway": "10.10.0.1"}, "virtual_service.vip": "10.10.0.6",
+        "service_engines": [{"name": "se-1", "host": "esx-1"}], "se_group.se_create_delay": 1.0,
+        "se_group.max_scaleout_per_vs": 8,
+        "events": [{"at": 1.0, "action": "scale_out"}, {"at": 5.0, "action": "scale_out"},
+                   {"at": 9.0, "action": "scale_out"}, {"at": 13.0, "action": "scale_out"}]}))
+    assert [e["se"] for e in events_of(run, "scale_out.completed")] == ["se-2", "se-3", "se-4"]
+    assert "no free address" in events_of(run, "scale_out.refused")[0]["reason"]

@@ -69,8 +69,8 @@ def test_arp(dataplane_net, monkeypatch):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*expected no other frames, but 1 frame not matched by any expect:",
-        "*frame #4 at 0.000020000 s on frontend: se-2 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0d (primary for the VIP)*",
-        "*Ether / ARP is at 02:00:0a:0a:00:0d says 10.10.0.100",
+        "*frame #4 at 0.000020000 s on frontend: se-2 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0c (primary for the VIP)*",
+        "*Ether / ARP is at 02:00:0a:0a:00:0c says 10.10.0.100",
     ])
     capture = artefact(pytester, "test_arp")
     assert "test_arp: FAILED (call): AssertionError: expected no other frames" in section_comment(capture)
@@ -87,12 +87,12 @@ def test_wrong_owner(dataplane_net):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "E*expected frame at frontend:",
-        "E*Ether / ARP is at 02:00:0a:0a:00:0d says 10.10.0.100",
+        "E*Ether / ARP is at 02:00:0a:0a:00:0c says 10.10.0.100",
         "E*nearest frame: frame #3 at 0.000020000 s on frontend, 2 fields differ:",
-        "E*comment: se-1 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0c (primary for the VIP)",
-        "E*frame:   Ether / ARP is at 02:00:0a:0a:00:0c says 10.10.0.100",
-        "E*eth.src: expected 02:00:0a:0a:00:0d, got 02:00:0a:0a:00:0c",
-        "E*arp.src.hw_mac: expected 02:00:0a:0a:00:0d, got 02:00:0a:0a:00:0c",
+        "E*comment: se-1 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0b (primary for the VIP)",
+        "E*frame:   Ether / ARP is at 02:00:0a:0a:00:0b says 10.10.0.100",
+        "E*eth.src: expected 02:00:0a:0a:00:0c, got 02:00:0a:0a:00:0b",
+        "E*arp.src.hw_mac: expected 02:00:0a:0a:00:0c, got 02:00:0a:0a:00:0b",
         "E*next nearest frame: frame #1 at 0.000000000 s on frontend, 6 fields differ:",
         "E*capture: */capture.pcapng (written when the test ends)",
     ])
@@ -110,13 +110,13 @@ def test_a_neutron_response_bypassing_the_primary_shows_the_port_security_drop(p
         "E*don't care: ip.id, ip.ttl, ip.checksum, tcp.seq, tcp.window_size_value, tcp.checksum",
         "E*nearest frame: frame #* on frontend [[]dropped], 1 field differs:",
         "E*comment: se-2 reverse-nat *direct to client [[]DROPPED by port security: source 10.10.0.100 not allowed*",
-        "E*eth.src: expected 02:00:0a:0a:00:0c, got 02:00:0a:0a:00:0d",
+        "E*eth.src: expected 02:00:0a:0a:00:0b, got 02:00:0a:0a:00:0c",
     ])
 
 
 def test_masks_by_name_and_expect_none(pytester):
     result = run(pytester, '''
-SYN = Ether(src="02:00:0a:0a:00:01", dst="02:00:0a:0a:00:0c") / IP(src=CLIENT, dst=VIP, ttl=63) / \\
+SYN = Ether(src="02:00:0a:0a:00:01", dst="02:00:0a:0a:00:0b") / IP(src=CLIENT, dst=VIP, ttl=63) / \\
     TCP(sport=40002, dport=80, flags="S", seq=1000)
 
 def test_ttl_mask(dataplane_net):
@@ -142,7 +142,7 @@ def test_expect_none_fails_listing_what_was_seen(dataplane_net):
     assert ("nearest frame: frame #3 at 0.000030000 s on frontend, it carries the expected frame inside its "
             "VXLAN tunnel:") in text
     assert "se-1 steer 198.51.100.7:40002>10.10.0.100:80 -> se-2 (new flow, bucket" in text
-    assert "Ether / IP / UDP 10.10.0.12:" in text and "VXLAN vni 1 / Ether / IP / TCP 198.51.100.7:40002" in text
+    assert "Ether / IP / UDP 10.10.0.11:" in text and "VXLAN vni 1 / Ether / IP / TCP 198.51.100.7:40002" in text
     assert "expected nothing at server-1.eth0 (02:00:0a:14:00:65), but 4 frames seen there:" in text
     assert "se-2 snat 198.51.100.7:40002>10.10.0.100:80" in text
 
