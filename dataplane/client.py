@@ -59,6 +59,7 @@ class ClientConnection:
     unanswered: list = field(default_factory=list, repr=False)
     deadline: int = 0
     rto: int = INITIAL_RTO
+    unacked: int = 0
 
     @property
     def tuple_text(self) -> str:
@@ -153,8 +154,11 @@ class Client(Node):
         conn.timer = self.sim.after(min(conn.rto, RESPONSE_TIMEOUT), self._retransmit, conn)
 
     def _retransmit(self, conn: ClientConnection) -> None:
-        if self.sim.now >= conn.deadline or not conn.unanswered:
+        if self.sim.now >= conn.deadline:
             self._timed_out(conn)
+            return
+        if not conn.unanswered:  # nothing of ours is unacknowledged: just wait for the deadline
+            conn.timer = self.sim.after(conn.deadline - self.sim.now, self._retransmit, conn)
             return
         for seq, ack, flags, payload, why in conn.unanswered:
             self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload, f"retransmit {why}",
@@ -222,7 +226,14 @@ class Client(Node):
             if conn.received >= self.traffic.response_bytes:
                 self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
                                f"ack response {conn.request_number} ({conn.received} bytes)")
+                conn.unacked = 0
                 self._response_complete(conn)
+            else:
+                conn.unacked += view.payload_len
+                if conn.unacked >= 2 * frames.TCP_MSS:  # ACK every second full segment (RFC 1122)
+                    conn.unacked = 0
+                    self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
+                                   f"ack {conn.received}/{self.traffic.response_bytes} bytes")
         if flags & FIN:
             conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
             if conn.state == "fin-wait":

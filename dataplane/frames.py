@@ -135,6 +135,10 @@ def tcp_seq_ack(frame: bytes) -> tuple[int, int]:
     return struct.unpack_from("!II", frame, l4 + 4)
 
 
+def tcp_window(frame: bytes) -> int:
+    return _U16.unpack_from(frame, ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4 + 14)[0]
+
+
 def tcp_payload(frame: bytes) -> bytes:
     l4 = ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4
     return frame[l4 + (frame[l4 + 12] >> 4) * 4:]

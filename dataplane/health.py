@@ -53,6 +53,9 @@ class HealthMonitor:
         self.successes: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.pending: dict[int, Probe] = {}
+        #: Ports of probes already decided, to the server that may still be answering on them
+        #: (the rest of an HTTP response after the status line): not client traffic.
+        self.finished: dict[int, bytes] = {}
         self._next_port = PROBE_PORTS[0]
         self._icmp_sequence = 0
         self.running = False
@@ -88,6 +91,7 @@ class HealthMonitor:
 
     def _probe(self, server: "Server") -> None:
         port = self._allocate_port()
+        self.finished.pop(port, None)
         if self.spec.type == "icmp":
             self._icmp_sequence = (self._icmp_sequence + 1) & 0xFFFF
             probe = Probe(server, port, self._icmp_sequence)
@@ -134,7 +138,7 @@ class HealthMonitor:
         view = frames.FlowView(frame)
         probe = self.pending.get(view.dport)
         if probe is None or view.src != probe.server.ip:
-            return False
+            return self.finished.get(view.dport) == view.src
         seq, ack = frames.tcp_seq_ack(frame)
         if view.flags & RST:
             self._result(probe, False, "connection refused")
@@ -162,6 +166,7 @@ class HealthMonitor:
 
     def _result(self, probe: Probe, ok: bool, detail: str) -> None:
         self.pending.pop(probe.port, None)
+        self.finished[probe.port] = probe.server.ip
         if probe.timer:
             probe.timer.cancel()
         name = probe.server.name

@@ -82,6 +82,7 @@ class Segment:
             del self.mac_table[mac]
 
     def transmit(self, sender: Nic, frame: bytes, comment: str) -> None:
+        self.frames += 1  # every frame put on the wire is captured, a dropped one too
         if self.port_security and sender.allowed_ips is not None:
             spoofed = self._spoofed_source(sender, frame)
             if spoofed is not None:
@@ -91,7 +92,6 @@ class Segment:
                              f"{comment} [DROPPED by port security: source {spoofed} "
                              f"not allowed on port {sender.label}]")
                 return
-        self.frames += 1
         if self.tap:
             self.tap(self.index, self.sim.now, frame, comment)
         self.mac_table[frame[6:12]] = sender

@@ -43,6 +43,11 @@ class ServerConnection:
     rcv_nxt: int
     state: str = "syn-received"
     pending: int = 0
+    #: Response bytes not sent yet: they go out as the client's window opens (RFC 793 flow control).
+    unsent: bytes = b""
+    sent_of_response: int = 0
+    snd_una: int = 0
+    window: int = 65535
 
 
 class Server(Node):
@@ -100,7 +105,13 @@ class Server(Node):
             return
         if conn.state == "syn-received" and flags & ACK:
             conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            conn.snd_una = conn.snd_nxt
             conn.state = "established"
+        if flags & ACK and 0 < (ack - conn.snd_una) & 0xFFFFFFFF <= (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF:
+            conn.snd_una = ack
+        if flags & ACK:
+            conn.window = frames.tcp_window(frame)
+            self._push(conn, frame)
         if seq != conn.rcv_nxt:
             self.net.count_drop("server_out_of_order")
             return
@@ -123,13 +134,22 @@ class Server(Node):
             del self.connections[key]
 
     def _respond(self, conn: ServerConnection, request: bytes) -> None:
-        body = self.response
-        total = len(body)
-        for start in range(0, total, frames.TCP_MSS):
-            chunk = body[start:start + frames.TCP_MSS]
-            last = start + len(chunk) >= total
+        conn.unsent += self.response
+        self._push(conn, request)
+
+    def _push(self, conn: ServerConnection, request: bytes) -> None:
+        """Send queued response bytes while they fit in the client's advertised window."""
+        total = len(self.response)
+        while conn.unsent:
+            in_flight = (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF
+            chunk = conn.unsent[:frames.TCP_MSS]
+            if in_flight + len(chunk) >= conn.window:
+                return  # never fill the window to the byte: no silly small segments either
+            conn.unsent = conn.unsent[len(chunk):]
+            conn.sent_of_response = (conn.sent_of_response + len(chunk)) % total or total
+            last = conn.sent_of_response == total
             self._send(conn, request, conn.snd_nxt, (PSH | ACK) if last else ACK, chunk,
-                       f"response {start + len(chunk)}/{total} bytes")
+                       f"response {conn.sent_of_response}/{total} bytes")
             conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
 
     def _send(self, conn: ServerConnection, request: bytes, seq: int, flags: int, payload: bytes,
