@@ -44,6 +44,8 @@ class Network:
         #: Called as observer(segment_name, time_ns, frame, comment) for every frame that crosses
         #: a segment (the pytest plugin and replay watch the wire through this).
         self.observers: list[Callable[[str, int, bytes, str], None]] = []
+        #: Notes a sender leaves for the router to repeat (replay: "recorded frame N"), keyed by frame.
+        self.frame_notes: dict[bytes, str] = {}
         self.sim = Simulator()
         self.capture = None
         if capture_file is not None:

@@ -194,6 +194,8 @@ class ReplayClients(Node):
 
     def send(self, flow: ReplayFlow, frame: bytes, number: int) -> None:
         vs = self.net.vs
+        # The access link is not captured: the router names the input frame in its own comment.
+        self.net.frame_notes[frame] = f"recorded frame {number}"
         self.nic.send(frame, f"{self.name} recorded frame {number} (flow {flow.number}) "
                              f"{frames.ip_text(flow.client_ip)}:{flow.client_port}>{frames.ip_text(vs.vip)}:{vs.port}")
 

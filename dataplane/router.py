@@ -55,7 +55,9 @@ class Router(Node):
             self.net.count_drop("router_same_segment")
             return
         routed = frames.decrement_ttl(frame, b"\x00" * 6, out.mac)
-        self.send_ip(out, dst, routed, f"{self.name} route {self._describe(frame)} out {out.name}")
+        note = self.net.frame_notes.pop(frame, None) if self.net.frame_notes else None
+        self.send_ip(out, dst, routed, f"{self.name} route {self._describe(frame)} out {out.name}"
+                                       + (f" ({note})" if note else ""))
 
     @staticmethod
     def _describe(frame: bytes) -> str:

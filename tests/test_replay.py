@@ -88,6 +88,14 @@ def test_real_capture_replays_every_flow_cleanly(tmp_path):
     assert_clean_per_hop(summary["_out"] / "capture.pcapng", summary, tmp_path)
 
 
+def test_router_comments_name_the_recorded_frame(tmp_path):
+    summary = replay(tmp_path, REAL)
+    rows = fields(summary["_out"] / "capture.pcapng", ["frame.comment"], 'frame.comment contains "gw route"')
+    numbers = [int(c.rsplit("recorded frame ", 1)[1].rstrip(")")) for (c,) in rows]
+    client_frames = fields(REAL, ["frame.number"], "ip.src == 192.0.2.1")
+    assert numbers == [int(n) for (n,) in client_frames], "every client frame, in order, named by its number"
+
+
 def test_sequence_numbers_and_payload_stay_as_recorded(tmp_path):
     summary = replay(tmp_path, REAL)
     recorded = {(r[0], r[1], r[2]) for r in fields(REAL, ["tcp.seq_raw", "tcp.ack_raw", "tcp.payload"], "tcp")}
