@@ -68,14 +68,6 @@ def _transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> i
     return value
 
 
-def adjust_checksum(old_checksum: int, old: bytes, new: bytes) -> int:
-    """Return ``old_checksum`` updated for ``old`` bytes replaced by ``new`` (RFC 1624 eq. 3)."""
-    total = (~old_checksum & 0xFFFF) + (~ones_complement_sum(old) & 0xFFFF) + ones_complement_sum(new)
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 # -- addresses ---------------------------------------------------------------
 
 def mac_bytes(text: str) -> bytes:
@@ -222,36 +214,6 @@ def rewrite_ethernet(frame: bytes, dst: bytes, src: bytes) -> bytes:
     return dst + src + frame[12:]
 
 
-def rewrite_ipv4_l4(frame: bytes, eth_dst: bytes, eth_src: bytes, src: bytes, sport: int,
-                    dst: bytes, dport: int, ttl_decrement: int = 1) -> bytes:
-    """Return ``frame`` NATed to ``src:sport > dst:dport`` with checksums updated incrementally."""
-    buf = bytearray(frame)
-    buf[0:6] = eth_dst
-    buf[6:12] = eth_src
-    ip = ETH_LEN
-    l4 = ip + (buf[ip] & 0x0F) * 4
-    old_ip_fields = bytes(buf[ip + 8:ip + 10]) + bytes(buf[ip + 12:ip + 20])
-    buf[ip + 8] -= ttl_decrement
-    buf[ip + 12:ip + 16] = src
-    buf[ip + 16:ip + 20] = dst
-    new_ip_fields = bytes(buf[ip + 8:ip + 10]) + bytes(buf[ip + 12:ip + 20])
-    old_ip_sum = _U16.unpack_from(buf, ip + 10)[0]
-    buf[ip + 10:ip + 12] = _U16.pack(adjust_checksum(old_ip_sum, old_ip_fields, new_ip_fields))
-
-    old_l4 = bytes(frame[ip + 12:ip + 20]) + bytes(buf[l4:l4 + 4])
-    buf[l4:l4 + 4] = _PORTS.pack(sport, dport)
-    new_l4 = src + dst + bytes(buf[l4:l4 + 4])
-    sum_offset = l4 + (16 if buf[ip + 9] == PROTO_TCP else 6)
-    old_sum = _U16.unpack_from(buf, sum_offset)[0]
-    if buf[ip + 9] == PROTO_UDP and old_sum == 0:
-        return bytes(buf)  # checksum not in use on this datagram
-    new_sum = adjust_checksum(old_sum, old_l4, new_l4)
-    if buf[ip + 9] == PROTO_UDP and new_sum == 0:
-        new_sum = 0xFFFF
-    buf[sum_offset:sum_offset + 2] = _U16.pack(new_sum)
-    return bytes(buf)
-
-
 #: One's-complement checksum delta of decrementing the TTL by one: the TTL/protocol word
 #: drops by 0x0100, and ~w + (w - 0x0100) == 0xFEFF for every w (RFC 1624).
 TTL_DECREMENT_DELTA = 0xFEFF
@@ -276,14 +238,17 @@ class NatRewrite:
     address/port fields, so the checksum updates are two additions per frame.
     """
 
-    __slots__ = ("addresses", "ports", "ip_delta", "l4_delta")
+    __slots__ = ("addresses", "ports", "ip_delta", "l4_delta", "ttl_decrement")
 
     def __init__(self, old_src: bytes, old_sport: int, old_dst: bytes, old_dport: int,
-                 src: bytes, sport: int, dst: bytes, dport: int):
+                 src: bytes, sport: int, dst: bytes, dport: int, ttl_decrement: int = 1):
         self.addresses = src + dst
         self.ports = _PORTS.pack(sport, dport)
+        self.ttl_decrement = ttl_decrement
         old_addresses = old_src + old_dst
-        self.ip_delta = checksum_delta(old_addresses, self.addresses) + TTL_DECREMENT_DELTA
+        # Lowering the TTL by k lowers its 16-bit word by k * 0x100: the delta is ~(k << 8).
+        ttl_delta = ~(ttl_decrement << 8) & 0xFFFF if ttl_decrement else 0
+        self.ip_delta = checksum_delta(old_addresses, self.addresses) + ttl_delta
         self.l4_delta = checksum_delta(old_addresses + _PORTS.pack(old_sport, old_dport),
                                        self.addresses + self.ports)
 
@@ -293,7 +258,7 @@ class NatRewrite:
         buf[6:12] = eth_src
         ip = ETH_LEN
         l4 = ip + (buf[ip] & 0x0F) * 4
-        buf[ip + 8] -= 1
+        buf[ip + 8] -= self.ttl_decrement
         buf[ip + 12:ip + 20] = self.addresses
         _U16.pack_into(buf, ip + 10, apply_delta(_U16.unpack_from(buf, ip + 10)[0], self.ip_delta))
         buf[l4:l4 + 4] = self.ports
@@ -304,6 +269,14 @@ class NatRewrite:
             if old:  # zero: the sender did not use a UDP checksum
                 _U16.pack_into(buf, l4 + 6, apply_delta(old, self.l4_delta) or 0xFFFF)
         return bytes(buf)
+
+
+def rewrite_ipv4_l4(frame: bytes, eth_dst: bytes, eth_src: bytes, src: bytes, sport: int,
+                    dst: bytes, dport: int, ttl_decrement: int = 1) -> bytes:
+    """Return ``frame`` NATed to ``src:sport > dst:dport``: a one-off ``NatRewrite``."""
+    view = FlowView(frame)
+    rewrite = NatRewrite(view.src, view.sport, view.dst, view.dport, src, sport, dst, dport, ttl_decrement)
+    return rewrite.apply(frame, eth_dst, eth_src)
 
 
 def decrement_ttl(frame: bytes, eth_dst: bytes, eth_src: bytes) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable
 import netaddr
 
 from . import frames
-from .capture import EPOCH_NS, Capture
+from .capture import Capture
 from .client import Client
 from .controller import Controller
 from .l2 import Segment
@@ -126,13 +126,12 @@ class Network:
         self._write_names()
 
     def _tap_for(self, name: str, captured: bool):
-        write = self.capture.writer.write_commented if captured else None
-        epoch = EPOCH_NS
+        write = self.capture.write if captured else None
         observers = self.observers
 
         def tap(index: int, time_ns: int, frame: bytes, comment: str) -> None:
             if write is not None:
-                write(index, epoch + time_ns, frame, comment)
+                write(index, time_ns, frame, comment)
             if observers:
                 for observer in observers:
                     observer(name, time_ns, frame, comment)

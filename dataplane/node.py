@@ -102,7 +102,8 @@ class Node:
         """Send ``frame`` to ``next_hop`` on ``nic``, filling in the destination MAC (ARP if needed)."""
         mac = self.arp_cache.get(next_hop)
         if mac is not None:
-            nic.send(mac + frame[6:], comment)
+            # A caller that already wrote the resolved MAC (a NAT rewrite) saves a copy here.
+            nic.send(frame if frame.startswith(mac) else mac + frame[6:], comment)
             return
         waiting = self._arp_waiting.get(next_hop)
         if waiting is not None:

@@ -262,13 +262,9 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.client_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        comment = f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})"
-        mac = self.arp_cache.get(nat.server.ip)
-        if mac is not None:  # the common case: one copy of the frame, no ARP detour
-            self.later(self.backend.send, nat.to_server.apply(frame, mac, self.backend.mac), comment)
-        else:
-            self.later(self.send_ip, self.backend, nat.server.ip, nat.to_server.apply(frame, ZERO_MAC, self.backend.mac),
-                       comment)
+        out = nat.to_server.apply(frame, self.arp_cache.get(nat.server.ip, ZERO_MAC), self.backend.mac)
+        self.later(self.send_ip, self.backend, nat.server.ip, out,
+                   f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})")
 
     def _open(self, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
         if view.proto == frames.PROTO_TCP and (view.flags & (SYN | ACK | RST)) != SYN:
@@ -364,23 +360,15 @@ class ServiceEngine(Node):
         if view.proto == frames.PROTO_TCP:
             seq, _ = frames.tcp_seq_ack(frame)
             nat.server_next = (seq + view.payload_len + (1 if view.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        comment = f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}"
-        mac = self.arp_cache.get(self.net.client_next_hop)
-        if mac is not None and self._returns_direct():
-            self.later(self.frontend.send, nat.to_client.apply(frame, mac, self.frontend.mac), comment + " direct to client")
-        else:
-            self.to_client(nat.to_client.apply(frame, ZERO_MAC, self.frontend.mac), comment)
-
-    def _returns_direct(self) -> bool:
-        primary = self.vs.primary
-        return primary is None or primary == self.name or not self.net.return_via_primary
+        back = nat.to_client.apply(frame, self.arp_cache.get(self.net.client_next_hop, ZERO_MAC), self.frontend.mac)
+        self.to_client(back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
 
     def to_client(self, frame: bytes, comment: str) -> None:
         """Send a frame from the VIP toward the client by this cloud's return path (DESIGN B7)."""
-        if self._returns_direct():
+        primary = self.vs.primary
+        if primary is None or primary == self.name or not self.net.return_via_primary:
             self.later(self.send_ip, self.frontend, self.net.client_next_hop, frame, comment + " direct to client")
             return
-        primary = self.vs.primary
         target = self.net.nodes[primary]
         inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
         self.later(self._tunnel, target, inner, f"{comment} via primary {primary} in tunnel")
