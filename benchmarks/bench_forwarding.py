@@ -42,10 +42,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane import capture_reader, frames, scenario
-from dataplane.frames import ACK, PSH, SYN
-from dataplane.network import Network
-from dataplane.pcapng import PcapngWriter
+from dataplane import scenario
+from dataplane.wire import capture_reader, frames
+from dataplane.wire.frames import ACK, PSH, SYN
+from dataplane.emulation import Network, build
+from dataplane.wire.pcapng import PcapngWriter
 
 DATA_SEGMENTS_PER_FLOW = 3
 FLOWS_IN_FLIGHT = 1000
@@ -73,8 +74,8 @@ SCENARIO = {
 
 def build_network(capture_file, silent_servers: bool) -> Network:
     """Return a placed, ARP-primed network whose clients ignore what they receive."""
-    net = Network(scenario.parse(SCENARIO, "bench"), capture_file=capture_file, generate_traffic=False)
-    net.controller.start()
+    net = build(scenario.parse(SCENARIO, "bench"), capture_file=capture_file)
+    net.start(traffic=False)
     net.sim.run(until_ns=WARMUP_NS)  # periodic monitors never let the queue drain
     prime_arp(net)
     for client in net.clients:
@@ -206,7 +207,7 @@ def report(inputs: int, crossings: int, emu_s: float, floor_s: float, scapy_per_
     print(f"frames crossing captured segments:      {crossings:,} ({crossings / inputs:.2f} per input frame)")
     for kind, n in sorted(kinds.items()):
         print(f"    {kind:<28} {n:>10,}")
-    print(f"drops: {dict(net.drops) or 'none'}; flows by SE: {dict(net.vs.flows_by_se)}")
+    print(f"drops: {dict(net.runtime.counters.drops) or 'none'}; flows by SE: {dict(net.vs.flows_by_se)}")
     print(f"emulator (capture on):  {emu_s:8.3f} s  {inputs / emu_s:>12,.0f} input frames/s  "
           f"{crossings / emu_s:>12,.0f} crossings/s  ({net.sim.events_run:,} events)")
     print(f"floor (read+write pcapng, same {crossings:,} frames): {floor_s:8.3f} s  "

@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane import capture_reader, replay_synth, scenario
-from dataplane.pcapng import PcapngWriter
+from dataplane import scenario
+from dataplane.replay import synth as replay_synth
+from dataplane.wire import capture_reader
+from dataplane.wire.pcapng import PcapngWriter
 
 SCENARIO = {
     "name": "bench-replay", "cloud": "vmware", "seed": 1, "duration": 1.0,
@@ -61,7 +63,7 @@ def raw_read_write(path: Path, out: Path) -> tuple[int, float]:
 
 
 def replay(path: Path, out: Path) -> tuple[dict, float]:
-    from dataplane.replay_cli import run_replay
+    from dataplane.replay import run_replay
 
     sc = scenario.parse(SCENARIO, "bench.toml")
     start = time.perf_counter()

@@ -3,43 +3,17 @@ Hash flows, pick backends with Maglev, and track connections: the one facade
 over the C library ``dataplane._native``.
 
 No other module imports ``dataplane._native``; everything that touches cffi
-(``Any``-typed cdata, return codes, freeing) stays in this file.
-
-Flow key layout (``FLOW_KEY_LEN`` = 40 bytes, also documented in
-``native/flowhash.h``)::
-
-    offset  size  field
-    0       1     family: 4 (IPv4) or 6 (IPv6)
-    1       1     IP protocol number (6 TCP, 17 UDP, ...)
-    2       2     source port, big-endian
-    4       2     destination port, big-endian
-    6       2     padding, zero
-    8       16    source address, network order; IPv4 fills bytes 8..11, rest zero
-    24      16    destination address; IPv4 fills bytes 24..27, rest zero
-
-The keyed flow hash is ``siphash24(key, flow_key(...))`` with a 16-byte key.
-The key is direction-sensitive: swapping source and destination gives a
-different flow key.
+(``Any``-typed cdata, return codes, freeing) stays in this file.  The C
+contract (the 40-byte flow key layout, SipHash-2-4, the weighted Maglev fill,
+the fixed-capacity flow table) is written down once, in ``native/flowhash.h``;
+docs/design.md says how the emulator uses it.
 
 Addresses may be given as ``str``, ``int`` (as ``ipaddress.ip_address``
 reads it: below 2**32 is IPv4, otherwise IPv6), ``bytes`` (4 raw bytes for
 IPv4, 16 for IPv6), or ``ipaddress`` / ``netaddr`` address objects.  Source
-and destination must be of the same family.
-
-Maglev (NSDI'16 section 3.4): for each backend, with its name encoded as
-UTF-8, ``offset = siphash24(MAGLEV_OFFSET_KEY, name) % M`` and
-``skip = siphash24(MAGLEV_SKIP_KEY, name) % (M - 1) + 1``, where the keys are
-the ASCII strings ``b"maglev-offs-key1"`` and ``b"maglev-skip-key2"``.  M must
-be prime.  Backends are sorted by name before filling, so any order of the
-same set gives the same table.  Weights are integer "weighted turns": with W
-the largest weight, backend i takes a turn in round r when
-``r * w_i >= t_i`` (then ``t_i += W``; ``t_i`` starts at W), so a backend of
-weight w claims w/W as often as the heaviest one.  With equal weights every
-backend gets floor(M/N) or ceil(M/N) slots.  A hash h maps to slot ``h % M``.
-
-The flow table has a capacity fixed at creation.  It never grows and never
-evicts: a new key offered to a full table is refused and counted in
-``refused``.  It is not thread-safe.
+and destination must be of the same family.  Backends are sorted by name
+before a Maglev table is filled, so any order of the same set gives the
+same table.
 """
 
 from __future__ import annotations
@@ -55,21 +29,9 @@ from typing import Any
 from dataplane._native import ffi as _ffi
 from dataplane._native import lib as _lib
 
-__all__ = [
-    "DEFAULT_MAGLEV_SIZE",
-    "FLOW_KEY_LEN",
-    "KEY_LEN",
-    "MAGLEV_OFFSET_KEY",
-    "MAGLEV_SKIP_KEY",
-    "NATIVE_VERSION",
-    "FlowTable",
-    "MaglevTable",
-    "flow_hash",
-    "flow_hash_many",
-    "flow_key",
-    "is_prime",
-    "siphash24",
-]
+__all__ = ["DEFAULT_MAGLEV_SIZE", "FLOW_KEY_LEN", "KEY_LEN", "MAGLEV_OFFSET_KEY", "MAGLEV_SKIP_KEY",
+           "NATIVE_VERSION", "FlowTable", "MaglevTable", "flow_hash", "flow_hash_many", "flow_key", "is_prime",
+           "siphash24"]
 
 NATIVE_VERSION: int = _lib.FH_ABI_VERSION
 KEY_LEN: int = _lib.FH_KEY_LEN
@@ -119,9 +81,7 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
 
 
 def _address(name: str, addr: Any) -> tuple[int, bytes]:
-    """
-    Return ``(family, packed)`` for one address in any accepted form.
-    """
+    """Return ``(family, packed)`` for one address in any accepted form."""
     if isinstance(addr, bool):
         raise ValueError(f"{name} address must not be a bool")
     if isinstance(addr, (bytes, bytearray, memoryview)):
@@ -147,9 +107,7 @@ def _address(name: str, addr: Any) -> tuple[int, bytes]:
 
 
 def is_prime(n: int) -> bool:
-    """
-    Return whether ``n`` is prime (trial division; fine below 2**31).
-    """
+    """Return whether ``n`` is prime (trial division; fine below 2**31)."""
     if n < 2:
         return False
     if n % 2 == 0:
@@ -209,9 +167,7 @@ def _flow_keys_buffer(flow_keys: Any) -> tuple[Any, int]:
 
 
 def siphash24(key: bytes, data: bytes) -> int:
-    """
-    Return SipHash-2-4 of ``data`` under the 16-byte ``key`` as an unsigned int.
-    """
+    """Return SipHash-2-4 of ``data`` under the 16-byte ``key`` as an unsigned int."""
     k = _key_bytes(key)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"data must be bytes-like, got {type(data).__name__}")
@@ -220,9 +176,7 @@ def siphash24(key: bytes, data: bytes) -> int:
 
 
 def flow_key(src: Any, dst: Any, proto: int, sport: int, dport: int) -> bytes:
-    """
-    Return the 40-byte flow key of a 5-tuple (layout in the module docstring).
-    """
+    """Return the 40-byte flow key of a 5-tuple (layout in the module docstring)."""
     sfam, sraw = _address("source", src)
     dfam, draw = _address("destination", dst)
     if sfam != dfam:
@@ -244,16 +198,12 @@ def flow_key_ipv4(src: bytes, dst: bytes, proto: int, sport: int, dport: int) ->
 
 
 def flow_hash(key: bytes, src: Any, dst: Any, proto: int, sport: int, dport: int) -> int:
-    """
-    Return the keyed flow hash ``siphash24(key, flow_key(src, dst, proto, sport, dport))``.
-    """
+    """Return the keyed flow hash ``siphash24(key, flow_key(src, dst, proto, sport, dport))``."""
     return siphash24(key, flow_key(src, dst, proto, sport, dport))
 
 
 def flow_hash_many(key: bytes, flow_keys: bytes) -> list[int]:
-    """
-    Return the keyed hashes of concatenated 40-byte flow keys, in one C call.
-    """
+    """Return the keyed hashes of concatenated 40-byte flow keys, in one C call."""
     k = _key_bytes(key)
     buf, n = _flow_keys_buffer(flow_keys)
     out = _ffi.new("uint64_t[]", n)
@@ -343,9 +293,7 @@ class MaglevTable:
                 raise ValueError("weights must be a sequence or mapping of ints")
             wlist = list(weights)
             if len(wlist) != len(names):
-                raise ValueError(
-                    f"got {len(wlist)} weights for {len(names)} backends; lengths must match"
-                )
+                raise ValueError(f"got {len(wlist)} weights for {len(names)} backends; lengths must match")
         for name, w in zip(names, wlist):
             if isinstance(w, bool) or not isinstance(w, int):
                 raise ValueError(f"weight of backend {name!r} must be an int, got {w!r}")
@@ -357,51 +305,37 @@ class MaglevTable:
 
     @property
     def backends(self) -> tuple[str, ...]:
-        """
-        Return the backend names, sorted; slot values index this tuple.
-        """
+        """Return the backend names, sorted; slot values index this tuple."""
         return self._backends
 
     @property
     def weights(self) -> tuple[int, ...]:
-        """
-        Return the weights, parallel to ``backends``.
-        """
+        """Return the weights, parallel to ``backends``."""
         return self._weights
 
     @property
     def size(self) -> int:
-        """
-        Return the table size M (prime).
-        """
+        """Return the table size M (prime)."""
         return self._size
 
     @property
     def slots(self) -> memoryview:
-        """
-        Return the table as a read-only memoryview of int32 backend indices.
-        """
+        """Return the table as a read-only memoryview of int32 backend indices."""
         return self._slots
 
     def slot_counts(self) -> dict[str, int]:
-        """
-        Return how many slots each backend owns.
-        """
+        """Return how many slots each backend owns."""
         counts = Counter(self._slots)
         return {name: counts.get(i, 0) for i, name in enumerate(self._backends)}
 
     def lookup(self, h: int) -> str:
-        """
-        Return the backend owning slot ``h % size`` for a 64-bit hash ``h``.
-        """
+        """Return the backend owning slot ``h % size`` for a 64-bit hash ``h``."""
         if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < _U64:
             raise ValueError(f"hash must be an int in 0..2**64-1, got {h!r}")
         return self._backends[self._slots[h % self._size]]
 
     def index_many(self, hashes: Iterable[int]) -> array:
-        """
-        Return ``array('i')`` of backend indices for many hashes, in one C call.
-        """
+        """Return ``array('i')`` of backend indices for many hashes, in one C call."""
         buf, n, _keep = _hash_buffer(hashes)
         out = array("i", bytes(4 * n))
         if n:
@@ -411,9 +345,7 @@ class MaglevTable:
         return out
 
     def lookup_many(self, hashes: Iterable[int]) -> list[str]:
-        """
-        Return the backend names for many hashes (batch form of ``lookup``).
-        """
+        """Return the backend names for many hashes (batch form of ``lookup``)."""
         names = self._backends
         return [names[i] for i in self.index_many(hashes)]
 
@@ -448,9 +380,7 @@ class MaglevTable:
         return out
 
     def lookup_flows(self, key: bytes, flow_keys: bytes) -> list[str]:
-        """
-        Return the backend names for concatenated 40-byte flow keys.
-        """
+        """Return the backend names for concatenated 40-byte flow keys."""
         names = self._backends
         return [names[i] for i in self.index_flows(key, flow_keys)]
 
@@ -491,49 +421,37 @@ class FlowTable:
 
     @property
     def capacity(self) -> int:
-        """
-        Return the most entries the table holds.
-        """
+        """Return the most entries the table holds."""
         return self._capacity
 
     @property
     def refused(self) -> int:
-        """
-        Return how many inserts were refused because the table was full.
-        """
+        """Return how many inserts were refused because the table was full."""
         return int(_lib.fh_flowtable_refused(self._t))
 
     def put(self, key: bytes, owner: int, now_ns: int) -> bool:
-        """
-        Insert or update ``key``; return False if it is new and the table is full.
-        """
+        """Insert or update ``key``; return False if it is new and the table is full."""
         k = _flow_key_bytes(key)
         _int_in("owner", owner, _I32_MIN, _I32_MAX)
         _int_in("now_ns", now_ns, _I64_MIN, _I64_MAX)
         return _lib.fh_flowtable_put(self._t, k, owner, now_ns) == _lib.FH_OK
 
     def get(self, key: bytes) -> tuple[int, int] | None:
-        """
-        Return ``(owner, last_seen_ns)`` for ``key``, or None if absent.
-        """
+        """Return ``(owner, last_seen_ns)`` for ``key``, or None if absent."""
         k = _flow_key_bytes(key)
         if _lib.fh_flowtable_get(self._t, k, self._owner, self._seen) != _lib.FH_OK:
             return None
         return int(self._owner[0]), int(self._seen[0])
 
     def pop(self, key: bytes) -> tuple[int, int] | None:
-        """
-        Remove ``key``; return its ``(owner, last_seen_ns)``, or None if absent.
-        """
+        """Remove ``key``; return its ``(owner, last_seen_ns)``, or None if absent."""
         k = _flow_key_bytes(key)
         if _lib.fh_flowtable_remove(self._t, k, self._owner, self._seen) != _lib.FH_OK:
             return None
         return int(self._owner[0]), int(self._seen[0])
 
     def expire(self, older_than_ns: int) -> int:
-        """
-        Remove every entry last seen before ``older_than_ns``; return how many.
-        """
+        """Remove every entry last seen before ``older_than_ns``; return how many."""
         _int_in("older_than_ns", older_than_ns, _I64_MIN, _I64_MAX)
         return int(_lib.fh_flowtable_expire(self._t, older_than_ns))
 

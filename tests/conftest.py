@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import check
+from dataplane.testing import check
 from dataplane import scenario as scenario_mod
-from dataplane.runner import run_scenario
+from dataplane.emulation import run_scenario
 
 GATE_FILTER = check.GATE_FILTER
 
@@ -64,7 +64,7 @@ def fields(capture: Path, names: list[str], display_filter: str = "", *extra: st
 
 
 def assert_passes_gate(capture: Path) -> None:
-    """DESIGN §4: checksums validated, nothing malformed, no expert error, tunnel decoded (``dataplane check``)."""
+    """docs/design.md ("How we check it"): checksums validated, nothing malformed, no expert error, tunnel decoded (``dataplane check``)."""
     assert shutil.which("tshark"), "tshark is required by the test suite (apt-get install tshark)"
     findings = check.check_capture(capture, use_tshark=True)
     assert not findings, f"{capture} fails the tshark gate:\n{check.format_findings(findings)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dataplane import capture_reader
+from dataplane.wire import capture_reader
 from conftest import fields
 
 SNAT = re.compile(r"^(se-\d+) snat (\S+?:\d+)>")

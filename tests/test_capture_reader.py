@@ -10,10 +10,10 @@ import pytest
 from scapy.all import IP, TCP, UDP, Ether, PcapWriter, wrpcap, wrpcapng
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2
 
-from dataplane.capture_reader import (
+from dataplane.wire.capture_reader import (
     LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
     CaptureError, Record, open_capture, read_all)
-from dataplane.pcapng import PcapngWriter
+from dataplane.wire.pcapng import PcapngWriter
 
 T_US = Decimal("1700000000.123456")
 T_NS = Decimal("1700000000.123456789")

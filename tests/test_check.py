@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import cli, frames
-from dataplane.capture import EPOCH_NS
-from dataplane.check import check_capture, check_frame
-from dataplane.pcapng import PcapngWriter
+from dataplane import cli
+from dataplane.wire import arp, frames
+from dataplane.l2.capture import EPOCH_NS
+from dataplane.testing.check import check_capture, check_frame
+from dataplane.wire.pcapng import PcapngWriter
 
 A, B = frames.mac_bytes("02:00:0a:0a:00:0b"), frames.mac_bytes("02:00:0a:0a:00:0c")
 SRC, DST = frames.ip_bytes("10.10.0.11"), frames.ip_bytes("10.10.0.12")
@@ -42,7 +43,7 @@ def write(path: Path, frame_list: list[bytes]) -> Path:
 @pytest.mark.parametrize("tshark", MODES)
 def test_a_clean_capture_has_no_findings(tmp_path, tshark):
     path = write(tmp_path / "c.pcapng", [good_tcp(), tunnelled(good_tcp()),
-                                         frames.gratuitous_arp(A, VIP)])
+                                         arp.gratuitous_arp(A, VIP)])
     assert check_capture(path, use_tshark=tshark) == []
 
 

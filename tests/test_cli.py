@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import cli, runner
+import dataplane
+from dataplane.emulation import Network, run_scenario
 from conftest import assert_passes_gate
 
-DEMO = Path(cli.__file__).parent / "scenarios" / "demo.toml"
+DEMO = Path(dataplane.__file__).parent / "scenarios" / "demo.toml"
 
 
 def dataplane(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -86,10 +87,10 @@ def test_a_failed_run_leaves_no_output_behind_a_good_name(tmp_path, monkeypatch)
         self.sim.run(until_ns=10**9)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.Network, "run", explode)
+    monkeypatch.setattr(Network, "run", explode)
     from dataplane import scenario
     with pytest.raises(KeyboardInterrupt):
-        runner.run_scenario(scenario.load(small_scenario(tmp_path)), out)
+        run_scenario(scenario.load(small_scenario(tmp_path)), out)
     assert [p.name for p in out.iterdir()] == ["capture.pcapng"]
     assert (out / "capture.pcapng").read_bytes() == b"previous run"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.se_state import IllegalTransition, SeLifecycle, SeState
+from dataplane.control.se_state import IllegalTransition, Role, Roles, SeLifecycle, SeState
 from conftest import fields, scenario_dict
 from survival import survival_table
 
@@ -242,10 +242,36 @@ def test_elastic_active_active_keeps_two_ses(run_dict):
 def test_an_illegal_lifecycle_event_leaves_the_state_unchanged():
     life = SeLifecycle()
     life.add("se-1", SeState.READY)
-    with pytest.raises(IllegalTransition, match="se-1 is ready: cannot drain"):
-        life.apply("se-1", "drain")
+    with pytest.raises(IllegalTransition, match="se-1 is ready: cannot recover"):
+        life.apply("se-1", "recover")
     assert life.get("se-1") is SeState.READY
-    assert life.apply("se-1", "join") is SeState.JOINING
+    assert life.apply("se-1", "fail") is SeState.FAILED
+
+
+def test_an_illegal_role_event_leaves_the_role_unchanged():
+    roles = Roles()
+    with pytest.raises(IllegalTransition, match="se-1 is not in the VS: cannot drain"):
+        roles.apply("se-1", "drain")
+    assert roles.get("se-1") is None
+    assert roles.apply("se-1", "join") is Role.JOINING
+    with pytest.raises(IllegalTransition, match="se-1 is joining: cannot drain"):
+        roles.apply("se-1", "drain")
+    assert roles.get("se-1") is Role.JOINING
+    assert roles.apply("se-1", "joined") is Role.MEMBER
+
+
+def test_a_new_stint_in_a_role_keeps_the_se_s_place_in_the_order():
+    roles = Roles()
+    for name in ("se-1", "se-2", "se-3"):
+        roles.apply(name, "place")
+    first = roles.stint("se-2")
+    roles.apply("se-2", "drain")
+    assert roles.stint("se-2") is not first  # a timer of the member stint can tell it is over
+    assert list(roles.named(Role.MEMBER)) == ["se-1", "se-3"]
+    roles.apply("se-2", "drained")
+    roles.apply("se-2", "join")
+    roles.apply("se-2", "joined")
+    assert list(roles.named(Role.MEMBER)) == ["se-1", "se-3", "se-2"]  # a returning SE comes in last
 
 
 def test_idle_udp_nat_entries_expire(run_dict):
@@ -257,7 +283,7 @@ def test_idle_udp_nat_entries_expire(run_dict):
 
 
 def test_an_expired_steering_entry_is_found_again_by_flow_probe(run_dict, monkeypatch):
-    from dataplane import controller
+    from dataplane.control import controller
     monkeypatch.setattr(controller, "FLOW_TABLE_IDLE", 5.0)
     run = run_dict(long_lived(**{
         "virtual_service.placement": ["se-1", "se-2", "se-3"], "traffic.requests_per_connection": 2,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane import capture_reader
+from dataplane.wire import capture_reader
 from conftest import fields, scenario_dict, tshark
 
 VIP = "10.10.0.100"

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import cli, frames
-from dataplane.capture import EPOCH_NS
-from dataplane.diff import diff_captures
-from dataplane.pcapng import PcapngWriter
+from dataplane import cli
+from dataplane.wire import frames
+from dataplane.l2.capture import EPOCH_NS
+from dataplane.testing.diff import diff_captures
+from dataplane.wire.pcapng import PcapngWriter
 from conftest import assert_passes_gate, scenario_dict
 from dataplane import scenario as scenario_mod
-from dataplane.runner import run_scenario
+from dataplane.emulation import run_scenario
 
 GW, SE = frames.mac_bytes("02:00:0a:0a:00:01"), frames.mac_bytes("02:00:0a:0a:00:0b")
 CLIENT, VIP = frames.ip_bytes("198.51.100.7"), frames.ip_bytes("10.10.0.100")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataplane import scenario
-from dataplane.runner import run_scenario
+from dataplane.emulation import run_scenario
 from dataplane.testing import assert_matches_golden
 from conftest import assert_passes_gate
 

@@ -7,8 +7,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
-from dataplane import frames
-from dataplane.masks import Mask, field_diff, layout, resolve
+from dataplane.wire import frames
+from dataplane.wire.masks import Mask, field_diff, layout, resolve
 
 
 def tcp_frame(**ip) -> bytes:

@@ -60,9 +60,15 @@ def test_ci_runs_the_readme_test_command():
     block = readme.split("## Quick start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     lines = [line for line in block.splitlines() if line.strip()]
     assert len(lines) == 2
-    assert lines[0].endswith("dataplane demo")
-    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert lines[1] in ci.splitlines() or f"    {lines[1]}" in ci.splitlines()
+    assert lines[0].endswith("dataplane demo") and "pytest" in lines[1]
+    # Both make (or reuse) the same virtual environment: PEP 668 machines refuse pip outside one.
+    assert all(line.startswith("python3 -m venv .venv && .venv/bin/python -m pip install -e ") for line in lines)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    extract = next(line for line in ci if line.startswith("test_command="))
+    found = subprocess.run(["bash", "-c", extract + '; printf %s "$test_command"'], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    assert found == lines[1]
+    assert 'bash -c "$test_command"' in ci
 
 
 def test_sdist_manifest_ships_native_sources():

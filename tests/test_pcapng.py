@@ -13,8 +13,8 @@ import subprocess
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, IPv6, rdpcap, PcapNgReader
 
-from dataplane.capture_reader import read_all
-from dataplane.pcapng import PcapngWriter
+from dataplane.wire.capture_reader import read_all
+from dataplane.wire.pcapng import PcapngWriter
 
 T0 = 1700000000123456789
 COMMENT = "SE1 steered flow 0 — verdict ü ✓"

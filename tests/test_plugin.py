@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 
-from dataplane.capture_reader import read_all
+from dataplane.wire.capture_reader import read_all
 from conftest import assert_passes_gate
 
 pytest_plugins = ["pytester"]
@@ -14,7 +14,8 @@ pytest_plugins = ["pytester"]
 EXAMPLE = Path(__file__).with_name("test_readme_example.py").read_text()
 
 HEADER = EXAMPLE.split("def test_")[0] + '''
-import dataplane.service_engine as service_engine
+import dataclasses
+import dataplane.nodes.service_engine as service_engine
 from dataplane.testing import Mask, assert_matches_golden
 
 WHO_HAS = Ether(src=TESTER, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=TESTER, psrc="10.10.0.50", pdst=VIP)
@@ -103,7 +104,8 @@ def test_wrong_owner(dataplane_net):
 def test_a_neutron_response_bypassing_the_primary_shows_the_port_security_drop(pytester):
     body = EXAMPLE.split("def test_neutron_response_returns_through_the_primary(dataplane_net):")[1]
     body = body.replace("net = dataplane_net(SCENARIO)\n",
-                        "net = dataplane_net(SCENARIO)\n    net.network.return_via_primary = False  # the regression\n")
+                        "net = dataplane_net(SCENARIO)\n    for se in net.network.service_engines():\n"
+                        "        se.paths = dataclasses.replace(se.paths, return_via_primary=False)  # the regression\n")
     result = run(pytester, "\ndef test_bypass(dataplane_net):" + body)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import capture_reader, cli, replay_synth
+from dataplane import cli
+from dataplane.replay import synth as replay_synth
+from dataplane.wire import capture_reader
 from dataplane import scenario as scenario_mod
-from dataplane.pcapng import PcapngWriter
+from dataplane.wire.pcapng import PcapngWriter
 from dataplane.replay import ReplayOptions
-from dataplane.replay_cli import run_replay
+from dataplane.replay import run_replay
 from conftest import assert_passes_gate, fields, scenario_dict, tshark
 
 REAL = Path(__file__).parent.parent / "pcaps" / "real" / "curl-http-server.pcap"
@@ -159,7 +161,7 @@ def test_link_types_and_formats_replay_alike(tmp_path, how):
 # -- nothing silently dropped --------------------------------------------------------------
 
 def _odd_packets():
-    from dataplane import frames
+    from dataplane.wire import frames
     mac_a, mac_b = replay_synth.CLIENT_MAC, replay_synth.SERVER_MAC
     a, b = frames.ip_bytes("192.0.2.1"), frames.ip_bytes("192.0.2.80")
     udp80 = frames.udp_frame(mac_b, mac_a, a, b, 5000, 80, b"x" * 10)
@@ -201,7 +203,7 @@ def test_port_map_and_match_choose_other_flows(tmp_path):
     assert default["replay"]["flows"]["total"] == 0 and default["skipped"] == {"not_selected": 27}
     mapped = replay(tmp_path, path, "mapped", port_map=(8000,))
     assert mapped["replay"]["flows"]["completed"] == 3
-    from dataplane.replay_input import parse_match
+    from dataplane.replay.input import parse_match
     matched = replay(tmp_path, path, "matched", matches=(parse_match("client=198.18.0.2,server=*:8000"),))
     assert matched["replay"]["flows"]["completed"] == 1
     assert matched["skipped"] == {"not_selected": 18}

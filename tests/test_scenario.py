@@ -1,4 +1,4 @@
-"""Scenario loading: the DESIGN §3 example parses with DESIGN §1 defaults, and
+"""Scenario loading: the docs/design.md ("Scenario files") example parses with docs/design.md ("Behaviours") defaults, and
 every kind of mistake yields one exact, single-line message naming the key."""
 import copy
 import dataclasses
@@ -10,7 +10,7 @@ from netaddr import IPAddress, IPNetwork
 from dataplane import scenario
 from dataplane.scenario import ScenarioError, Server, load, parse, with_seed
 
-# The example from DESIGN §3, verbatim.
+# The example from docs/design.md ("Scenario files"), verbatim.
 DESIGN_EXAMPLE = '''
 name = "vmware-4se"
 cloud = "vmware"             # vmware | openstack-nuage | openstack-neutron

@@ -1,0 +1,50 @@
+"""
+Generated traffic: new connections arrive as a Poisson process from random clients.
+
+One pending arrival at a time sits on the clock, so memory does not grow
+with the length of a run.  Without ``traffic.stop``, arrivals stop early
+enough for each connection to finish inside the run, but never before half
+of it has passed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from ..clock import NS_PER_S, Simulator, seconds
+from ..nodes.client import Client
+from ..scenario import Traffic
+
+
+class Arrivals:
+    def __init__(self, clock: Simulator, traffic: Traffic, clients: Sequence[Client], seed: int, duration: float):
+        self.clock = clock
+        self.traffic = traffic
+        self.clients = clients
+        self.rng = random.Random(f"{seed}:arrivals")
+        stop = traffic.stop if traffic.stop is not None else duration
+        if traffic.stop is None:
+            # Leave each connection time to finish inside the run, but keep opening
+            # connections for at least half of it even when they outlive the run.
+            lifetime = (traffic.requests_per_connection - 1) * traffic.request_interval + 1.0
+            stop = max(stop - lifetime, traffic.start + (stop - traffic.start) / 2)
+        self.stop_ns = seconds(stop)
+        self.opened = 0
+
+    def start(self) -> None:
+        if self.traffic.new_connections_per_second > 0 and self.clients:
+            self._next(seconds(self.traffic.start))
+
+    def _next(self, after_ns: int) -> None:
+        traffic = self.traffic
+        at = after_ns + max(1, round(self.rng.expovariate(traffic.new_connections_per_second) * NS_PER_S))
+        if at > self.stop_ns or (traffic.max_connections is not None and self.opened >= traffic.max_connections):
+            return
+        self.opened += 1
+        client = self.clients[self.rng.randrange(len(self.clients))]
+        self.clock.at(at, self._arrive, client, self.opened)
+
+    def _arrive(self, client: Client, number: int) -> None:
+        client.open(number)
+        self._next(self.clock.now)

@@ -1,0 +1,70 @@
+"""
+Output files written all or nothing.
+
+``write_outputs`` writes a run's ``capture.pcapng``, ``events.jsonl`` and
+``summary.json`` under temporary names in the output folder and renames
+them only when the run has finished, so an interrupted or failed run never
+leaves a half-written file behind a good name (``run``, ``demo`` and
+``replay`` use it).  ``write_atomically`` does the same for one file
+(golden captures, test artefacts).  It imports nothing of dataplane, so
+the pytest plugin can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+OUTPUTS = ("capture.pcapng", "events.jsonl", "summary.json")
+
+
+def write_outputs(out_dir: str | os.PathLike,
+                  run: Callable[[BinaryIO, Callable[[dict], None], ExitStack], dict]) -> dict:
+    """Call ``run(capture_file, on_event, stack)`` with the outputs open under temporary names.
+
+    Only when ``run`` returns are the files renamed into place (with the summary it
+    returned); if it raises, every temporary file is removed and no good name is touched.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    temps = {name: temp_output_path(out, name) for name in OUTPUTS}
+    try:
+        with ExitStack() as stack:
+            capture = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
+            events = stack.enter_context(open(temps["events.jsonl"], "w", encoding="utf-8"))
+            summary = run(capture, lambda event: events.write(json.dumps(event) + "\n"), stack)
+            summary["outputs"] = {name: str(out / name) for name in OUTPUTS}
+        with open(temps["summary.json"], "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+            handle.write("\n")
+        for name, temp in temps.items():
+            os.replace(temp, out / name)
+    finally:
+        for temp in temps.values():
+            if temp.exists():
+                temp.unlink()
+    return summary
+
+
+def temp_output_path(out: Path, name: str) -> Path:
+    """Return a new empty file in ``out`` to write ``name`` into before renaming it."""
+    handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out)
+    os.close(handle)
+    os.chmod(path, 0o644)  # mkstemp's 0600 would hide the results from other users
+    return Path(path)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a file holding ``data``, never leaving it half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_output_path(path.parent, path.name)
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()

@@ -1,0 +1,117 @@
+"""
+Layer 2: NICs and segments (one learning switch per segment).
+
+A ``Segment`` floods broadcast and unknown unicast, learns source MACs per
+port, delays delivery by the link latency and hands each frame that crosses
+it to its tap (the capture) exactly once.  With port security on (Neutron),
+a frame whose source IP (IPv4 source, or ARP sender address) is not allowed
+on the sending port is dropped and counted by reason, as Neutron's
+anti-spoofing rules do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Protocol
+
+from ..clock import Simulator
+from ..wire.frames import ethertype, ip_text
+from ..wire.headers import ARP_SENDER_IP, ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, IP_SRC
+
+
+class Receiver(Protocol):
+    name: str
+
+    def receive(self, nic: "Nic", frame: bytes) -> None: ...
+
+
+Tap = Callable[[int, int, bytes, str], None]
+
+
+class Nic:
+    """One network interface: a MAC, an IPv4 address, a port on one segment."""
+
+    __slots__ = ("node", "name", "mac", "ip", "segment", "allowed_ips", "up")
+
+    def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes, segment: "Segment"):
+        self.node = node
+        self.name = name
+        self.mac = mac
+        self.ip = ip
+        self.segment = segment
+        #: Source IPs port security lets out of this port; None means any (a router port).
+        self.allowed_ips: set[bytes] | None = {ip}
+        self.up = True
+        segment.attach(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.node.name}.{self.name}"
+
+    def send(self, frame: bytes, comment: str) -> None:
+        if self.up:
+            self.segment.transmit(self, frame, comment)
+
+
+class Segment:
+    """A virtual L2 segment: a learning switch with a tap."""
+
+    def __init__(self, sim: Simulator, name: str, index: int, latency_ns: int,
+                 port_security: bool = False, tap: Tap | None = None):
+        self.sim = sim
+        self.name = name
+        self.index = index
+        self.latency_ns = latency_ns
+        self.port_security = port_security
+        self.tap = tap
+        self.ports: list[Nic] = []
+        self.mac_table: dict[bytes, Nic] = {}
+        self.frames = 0
+        self.drops: Counter[str] = Counter()
+
+    def attach(self, nic: Nic) -> None:
+        self.ports.append(nic)
+
+    def detach(self, nic: Nic) -> None:
+        self.ports.remove(nic)
+        for mac in [m for m, port in self.mac_table.items() if port is nic]:
+            del self.mac_table[mac]
+
+    def transmit(self, sender: Nic, frame: bytes, comment: str) -> None:
+        self.frames += 1  # every frame put on the wire is captured, a dropped one too
+        if self.port_security and sender.allowed_ips is not None:
+            spoofed = self._spoofed_source(sender, frame)
+            if spoofed is not None:
+                self.drops["port_security"] += 1
+                if self.tap:
+                    self.tap(self.index, self.sim.now, frame,
+                             f"{comment} [DROPPED by port security: source {spoofed} "
+                             f"not allowed on port {sender.label}]")
+                return
+        if self.tap:
+            self.tap(self.index, self.sim.now, frame, comment)
+        self.mac_table[frame[ETH_SRC]] = sender
+        dst = frame[ETH_DST]
+        port = self.mac_table.get(dst)
+        post = self.sim.post
+        latency = self.latency_ns
+        if port is not None and not dst[0] & 1:
+            if port is not sender and port.up:
+                post(latency, port.node.receive, (port, frame))
+            return
+        for port in self.ports:
+            if port is not sender and port.up:
+                post(latency, port.node.receive, (port, frame))
+
+    @staticmethod
+    def _spoofed_source(sender: Nic, frame: bytes) -> str | None:
+        kind = ethertype(frame)
+        if kind == ETHERTYPE_IPV4:
+            source = frame[IP_SRC]
+        elif kind == ETHERTYPE_ARP:
+            source = frame[ARP_SENDER_IP]
+        else:
+            return None
+        if source in sender.allowed_ips:
+            return None
+        return ip_text(source)

@@ -1,0 +1,258 @@
+"""
+Clients: hosts behind the gateway router that open connections to the VIP.
+
+Each ``Client`` is one IP address on the ``clients`` segment.  It speaks
+real TCP (three-way handshake, requests and responses of the configured
+sizes with correct sequence and acknowledgement numbers, FIN close, RST
+handling) or UDP request/response.  A connection that gets no answer for
+``RESPONSE_TIMEOUT`` is aborted with a RST and counted as failed.  Until
+then the client retransmits what it last sent (SYN, request or FIN) on a
+doubling timeout from ``INITIAL_RTO``, as a TCP stack does, so a flow whose
+SE died meets the steering that replaced it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ..clock import NS_PER_S, Timer
+from ..l2 import Segment
+from ..scenario import Traffic
+from ..wire import frames
+from ..wire.frames import ACK, FIN, PSH, RST, SYN, ZERO_MAC
+from ..wire.headers import IP_DST
+from .context import Runtime, ServedService
+from .host import Host
+from .tcp_state import TcpState, advance
+
+RESPONSE_TIMEOUT = 5 * NS_PER_S
+INITIAL_RTO = NS_PER_S
+EPHEMERAL_PORTS = (32768, 60999)
+
+
+def http_request(number: int, size: int, host: str) -> bytes:
+    """Return an HTTP/1.1 GET of exactly ``size`` bytes (raw filler when too small for HTTP)."""
+    head = f"GET /r{number} HTTP/1.1\r\nHost: {host}\r\nX-Pad: "
+    tail = "\r\n\r\n"
+    pad = size - len(head) - len(tail)
+    if pad < 0:
+        return b"q" * size
+    return (head + "x" * pad + tail).encode()
+
+
+@dataclass(eq=False)
+class ClientConnection:
+    client: "Client"
+    number: int
+    sport: int
+    proto: int
+    isn: int = 0
+    snd_nxt: int = 0
+    rcv_nxt: int = 0
+    state: TcpState = TcpState.SYN_SENT
+    requests_left: int = 1
+    request_number: int = 0
+    received: int = 0
+    outcome: str = "open"
+    timer: Timer | None = field(default=None, repr=False)
+    #: What to send again if no answer comes: (seq, flags, payload, why) of the last send.
+    unanswered: list = field(default_factory=list, repr=False)
+    deadline: int = 0
+    rto: int = INITIAL_RTO
+    unacked: int = 0
+
+    @property
+    def tuple_text(self) -> str:
+        target = self.client.target
+        return f"{frames.ip_text(self.client.ip)}:{self.sport}>{frames.ip_text(target.vip)}:{target.port}"
+
+
+class Client(Host):
+    """One client address; owns the connections opened from it to ``target`` (the VS)."""
+
+    kind = "client"
+
+    def __init__(self, runtime: Runtime, name: str, ip: bytes, gateway: bytes, segment: Segment,
+                 target: ServedService, traffic: Traffic, seed: int):
+        super().__init__(runtime, name, ip, segment)
+        self.gateway = gateway
+        self.target = target
+        self.rng = random.Random(f"{seed}:{name}")
+        self.connections: dict[int, ClientConnection] = {}
+        self.used_ports: set[int] = set()
+        self.traffic = traffic
+
+    # -- opening ---------------------------------------------------------------
+
+    def open(self, number: int) -> ClientConnection:
+        sport = self._free_port()
+        proto = frames.PROTO_UDP if self.target.proto == frames.PROTO_UDP else frames.PROTO_TCP
+        conn = ClientConnection(self, number, sport, proto, requests_left=self.traffic.requests_per_connection)
+        self.connections[sport] = conn
+        self.runtime.counters.flow_opened()
+        if proto == frames.PROTO_TCP:
+            conn.isn = self.rng.getrandbits(32)
+            conn.snd_nxt = (conn.isn + 1) & 0xFFFFFFFF
+            self._send_tcp(conn, conn.isn, 0, SYN, b"", f"connect #{number}", mss=frames.TCP_MSS)
+            self._arm(conn, [(conn.isn, 0, SYN, b"", f"connect #{number}")])
+        else:
+            conn.state = TcpState.ESTABLISHED  # UDP: no handshake
+            self._send_request(conn)
+        return conn
+
+    def _free_port(self) -> int:
+        # Like a stack in TIME_WAIT, avoid reusing a recent port: Wireshark flags reuse,
+        # and a reused 4-tuple would meet the previous connection's state in the SEs.
+        low, high = EPHEMERAL_PORTS
+        if len(self.used_ports) > (high - low) // 2:
+            self.used_ports = set(self.connections)
+        while True:
+            port = self.rng.randint(low, high)
+            if port not in self.used_ports:
+                self.used_ports.add(port)
+                return port
+
+    # -- sending ---------------------------------------------------------------
+
+    def _send_tcp(self, conn: ClientConnection, seq: int, ack: int, flags: int, payload: bytes,
+                  why: str, mss: int | None = None) -> None:
+        target = self.target
+        frame = frames.tcp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
+                                 seq, ack, flags, payload, self.next_ident(), mss=mss)
+        self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
+
+    def _send_request(self, conn: ClientConnection) -> None:
+        conn.request_number += 1
+        conn.received = 0
+        target = self.target
+        payload = http_request(conn.request_number, self.traffic.request_bytes, frames.ip_text(target.vip))
+        why = f"request {conn.request_number} ({len(payload)} bytes)"
+        if conn.proto == frames.PROTO_TCP:
+            segments = []
+            for start in range(0, len(payload), frames.TCP_MSS):
+                chunk = payload[start:start + frames.TCP_MSS]
+                last = start + len(chunk) >= len(payload)
+                segments.append((conn.snd_nxt, conn.rcv_nxt, (PSH | ACK) if last else ACK, chunk, why))
+                conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
+            for segment in segments:
+                self._send_tcp(conn, *segment)
+            self._arm(conn, segments)
+        else:
+            frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
+                                     payload, self.next_ident())
+            self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
+            self._arm(conn, [])
+
+    def _arm(self, conn: ClientConnection, unanswered: list | None = None) -> None:
+        """Wait for an answer: retransmit ``unanswered`` on a doubling timeout, give up at the deadline."""
+        if conn.timer is not None:
+            conn.timer.cancel()
+        if unanswered is not None:
+            conn.unanswered = unanswered
+            conn.rto = INITIAL_RTO
+        conn.deadline = self.sim.now + RESPONSE_TIMEOUT
+        conn.timer = self.sim.after(min(conn.rto, RESPONSE_TIMEOUT), self._retransmit, conn)
+
+    def _retransmit(self, conn: ClientConnection) -> None:
+        if self.sim.now >= conn.deadline:
+            self._timed_out(conn)
+            return
+        if not conn.unanswered:  # nothing of ours is unacknowledged: just wait for the deadline
+            conn.timer = self.sim.after(conn.deadline - self.sim.now, self._retransmit, conn)
+            return
+        for seq, ack, flags, payload, why in conn.unanswered:
+            self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload, f"retransmit {why}",
+                           mss=frames.TCP_MSS if flags & SYN else None)
+        conn.rto *= 2
+        conn.timer = self.sim.after(min(conn.rto, conn.deadline - self.sim.now), self._retransmit, conn)
+
+    def _timed_out(self, conn: ClientConnection) -> None:
+        if conn.proto == frames.PROTO_TCP and conn.state is not TcpState.SYN_SENT:
+            # The application gives up and closes with data unread: the stack sends a RST,
+            # which also frees the SE's NAT entry and the server's connection.
+            self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {RESPONSE_TIMEOUT // NS_PER_S} s without answer")
+        self._finish(conn, "failed", "abort")
+
+    def _finish(self, conn: ClientConnection, outcome: str, event: str) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        conn.state = advance(conn.state, event)
+        conn.outcome = outcome
+        self.connections.pop(conn.sport, None)
+        self.runtime.counters.flow_closed(outcome)
+
+    # -- receiving -------------------------------------------------------------
+
+    def handle_ip(self, nic, frame: bytes) -> None:
+        if not frames.is_ipv4_l4(frame) or frame[IP_DST] != self.ip:
+            self.drop("client_not_for_me")
+            return
+        view = frames.FlowView(frame)
+        conn = self.connections.get(view.dport)
+        if conn is None or view.proto != conn.proto:
+            self.drop("client_no_connection")
+            return
+        if conn.proto == frames.PROTO_UDP:
+            self._udp_response(conn, view)
+        else:
+            self._tcp_segment(conn, frame, view)
+
+    def _udp_response(self, conn: ClientConnection, view: frames.FlowView) -> None:
+        conn.received += view.payload_len
+        if conn.received >= self.traffic.response_bytes:
+            self._response_complete(conn)
+
+    def _tcp_segment(self, conn: ClientConnection, frame: bytes, view: frames.FlowView) -> None:
+        seq, ack = frames.tcp_seq_ack(frame)
+        flags = view.flags
+        if flags & RST:
+            self._finish(conn, "reset", "reset")
+            return
+        if conn.state is TcpState.SYN_SENT:
+            if flags & (SYN | ACK) == SYN | ACK and ack == conn.snd_nxt:
+                conn.rcv_nxt = (seq + 1) & 0xFFFFFFFF
+                conn.state = advance(conn.state, "syn_ack")
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"", "handshake ack")
+                self._send_request(conn)
+            return
+        if seq != conn.rcv_nxt:
+            self.drop("client_out_of_order")
+            return
+        if view.payload_len:
+            conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
+            conn.received += view.payload_len
+            self._arm(conn, [])
+            if conn.received >= self.traffic.response_bytes:
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
+                               f"ack response {conn.request_number} ({conn.received} bytes)")
+                conn.unacked = 0
+                self._response_complete(conn)
+            else:
+                conn.unacked += view.payload_len
+                if conn.unacked >= 2 * frames.TCP_MSS:  # ACK every second full segment (RFC 1122)
+                    conn.unacked = 0
+                    self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
+                                   f"ack {conn.received}/{self.traffic.response_bytes} bytes")
+        if flags & FIN:
+            conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
+            if conn.state is TcpState.FIN_WAIT:
+                self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"", "ack close")
+                self._finish(conn, "completed", "fin")
+
+    def _response_complete(self, conn: ClientConnection) -> None:
+        conn.requests_left -= 1
+        if conn.requests_left > 0:
+            if conn.timer is not None:
+                conn.timer.cancel()
+            interval = round(self.traffic.request_interval * NS_PER_S)
+            conn.timer = self.sim.after(interval, self._send_request, conn)
+        elif conn.proto == frames.PROTO_UDP:
+            self._finish(conn, "completed", "done")
+        else:
+            conn.state = advance(conn.state, "close")
+            fin = (conn.snd_nxt, conn.rcv_nxt, FIN | ACK, b"", "close")
+            self._send_tcp(conn, *fin)
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            self._arm(conn, [fin])

@@ -1,0 +1,143 @@
+"""
+Nodes: anything with NICs, an ARP cache and an IPv4 send path.
+
+``Node`` owns real ARP resolution on a segment: a frame for a next hop whose
+MAC is unknown waits while an ARP request is out, is sent when the reply
+arrives, and is dropped (and counted) after three unanswered requests one
+second apart.  Subclasses decide what to do with IPv4 frames addressed to
+them (``handle_ip``) and which addresses they answer ARP for.  ``Host`` is
+a node with a single NIC, ``eth0``: clients, servers, replay's clients.
+"""
+
+from __future__ import annotations
+
+from ..clock import NS_PER_S
+from ..l2 import Nic, Segment
+from ..wire import arp
+from ..wire.frames import ip_text, mac_text
+from ..wire.headers import BROADCAST, ETH_TYPE, ETHERTYPE_ARP_BYTES, ETHERTYPE_IPV4_BYTES, ZERO_MAC
+from .context import Runtime
+
+ARP_RETRIES = 3
+
+
+def mac_for(ip: bytes, nic_index: int = 0) -> bytes:
+    """Return a locally administered MAC that spells the NIC's IPv4 address (readable in Wireshark)."""
+    return bytes((0x02, nic_index)) + ip
+
+
+class Node:
+    """A host on one or more segments."""
+
+    kind = "host"
+
+    def __init__(self, runtime: Runtime, name: str):
+        self.runtime = runtime
+        self.sim = runtime.clock
+        self.name = name
+        self.nics: dict[str, Nic] = {}
+        self.arp_cache: dict[bytes, bytes] = {}
+        self._arp_waiting: dict[bytes, list[tuple[Nic, bytes, str]]] = {}
+        self.ip_ident = 0
+        self.alive = True
+
+    # -- wiring ----------------------------------------------------------------
+
+    def add_nic(self, name: str, segment: Segment, ip: bytes, mac: bytes | None = None) -> Nic:
+        nic = Nic(self, name, mac or mac_for(ip), ip, segment)
+        self.nics[name] = nic
+        return nic
+
+    def next_ident(self) -> int:
+        self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+        return self.ip_ident
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` frames this node dropped for ``reason`` (summary.json's ``drops``)."""
+        self.runtime.counters.drop(reason, count)
+
+    # -- receive ---------------------------------------------------------------
+
+    def receive(self, nic: Nic, frame: bytes) -> None:
+        if not self.alive:
+            return
+        if not frame.startswith(nic.mac) and not frame.startswith(BROADCAST):
+            return
+        kind = frame[ETH_TYPE]
+        if kind == ETHERTYPE_IPV4_BYTES:
+            self.handle_ip(nic, frame)
+        elif kind == ETHERTYPE_ARP_BYTES:
+            self.handle_arp(nic, frame)
+
+    def handle_ip(self, nic: Nic, frame: bytes) -> None:
+        self.drop("no_listener")
+
+    def answers_arp_for(self, nic: Nic, ip: bytes) -> bool:
+        return ip == nic.ip
+
+    def handle_arp(self, nic: Nic, frame: bytes) -> None:
+        parsed = arp.parse_arp(frame)
+        if parsed is None:
+            return
+        op, sender_mac, sender_ip, _, target_ip = parsed
+        mine = self.answers_arp_for(nic, target_ip)
+        # Learn as Linux does: from anything addressed to us, and refresh an entry we
+        # already hold (that is how a gratuitous ARP moves a VIP).
+        if mine or sender_ip in self.arp_cache:
+            self.learn(sender_ip, sender_mac)
+        if op == arp.REQUEST and mine and sender_ip != target_ip:
+            reply = arp.arp_frame(arp.REPLY, nic.mac, target_ip, sender_mac, sender_ip)
+            nic.send(reply, f"{self.name} arp reply {ip_text(target_ip)} is-at {mac_text(nic.mac)}"
+                            f"{self.arp_reply_reason(target_ip)}")
+
+    def arp_reply_reason(self, ip: bytes) -> str:
+        return ""
+
+    def learn(self, ip: bytes, mac: bytes) -> None:
+        self.arp_cache[ip] = mac
+        waiting = self._arp_waiting.pop(ip, None)
+        for nic, frame, comment in waiting or ():
+            nic.send(mac + frame[6:], comment)
+
+    # -- send ------------------------------------------------------------------
+
+    def send_ip(self, nic: Nic, next_hop: bytes, frame: bytes, comment: str) -> None:
+        """Send ``frame`` to ``next_hop`` on ``nic``, filling in the destination MAC (ARP if needed)."""
+        mac = self.arp_cache.get(next_hop)
+        if mac is not None:
+            # A caller that already wrote the resolved MAC (a NAT rewrite) saves a copy here.
+            nic.send(frame if frame.startswith(mac) else mac + frame[6:], comment)
+            return
+        waiting = self._arp_waiting.get(next_hop)
+        if waiting is not None:
+            waiting.append((nic, frame, comment))
+            return
+        self._arp_waiting[next_hop] = [(nic, frame, comment)]
+        self._ask(nic, next_hop, 1)
+
+    def _ask(self, nic: Nic, next_hop: bytes, attempt: int) -> None:
+        if next_hop not in self._arp_waiting or not self.alive:
+            return
+        if attempt > ARP_RETRIES:
+            dropped = self._arp_waiting.pop(next_hop)
+            self.drop("arp_unresolved", len(dropped))
+            return
+        request = arp.arp_frame(arp.REQUEST, nic.mac, nic.ip, ZERO_MAC, next_hop)
+        nic.send(request, f"{self.name} arp who-has {ip_text(next_hop)} (attempt {attempt})")
+        self.sim.after(NS_PER_S, self._ask, nic, next_hop, attempt + 1)
+
+    def forget_arp(self) -> None:
+        self.arp_cache.clear()
+        self._arp_waiting.clear()
+
+
+class Host(Node):
+    """A node with one NIC, ``eth0``, and one address."""
+
+    def __init__(self, runtime: Runtime, name: str, ip: bytes, segment: Segment):
+        super().__init__(runtime, name)
+        self.ip = ip
+        self.nic = self.add_nic("eth0", segment, ip)
+
+
+__all__ = ["Host", "Node", "mac_for"]

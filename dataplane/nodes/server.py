@@ -1,0 +1,186 @@
+"""
+Pool servers: accept TCP on one port, answer requests, close cleanly.
+
+A server sees only the SE's side of the NAT: its peers are Service Engine
+backend addresses.  It answers each request of ``request_bytes`` with an
+HTTP response of ``response_bytes`` split into MSS-sized segments, replies
+to a FIN with FIN+ACK, and answers a segment for an unknown connection with
+a RST, as a real stack does.  A failed server is silent.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..l2 import Segment
+from ..wire import frames, icmp
+from ..wire.frames import ACK, FIN, PSH, RST, SYN
+from ..wire.headers import ETH_SRC, IP_DST, IP_SRC
+from .context import Runtime
+from .host import Host
+from .tcp_state import TcpState, advance
+
+UDP_DATAGRAM_MAX = 1472
+
+
+def http_response(size: int) -> bytes:
+    """Return an HTTP/1.1 200 response of exactly ``size`` bytes (raw filler when too small)."""
+    for digits in range(1, 9):
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {'0' * digits}\r\n\r\n"
+        body = size - len(head)
+        if body >= 0 and len(str(body)) == digits:
+            return head.replace("0" * digits, str(body)).encode() + b"b" * body
+    return b"s" * size
+
+
+@dataclass(eq=False)
+class ServerConnection:
+    peer: bytes
+    peer_port: int
+    snd_nxt: int
+    rcv_nxt: int
+    state: TcpState = TcpState.SYN_RECEIVED
+    pending: int = 0
+    #: Response bytes not sent yet: they go out as the client's window opens (RFC 793 flow control).
+    unsent: bytes = b""
+    sent_of_response: int = 0
+    snd_una: int = 0
+    window: int = 65535
+
+
+class Server(Host):
+    """One pool member: an IP and a listening port on the backend segment."""
+
+    kind = "server"
+
+    def __init__(self, runtime: Runtime, name: str, ip: bytes, port: int, segment: Segment,
+                 request_bytes: int, response_bytes: int, seed: int):
+        super().__init__(runtime, name, ip, segment)
+        self.port = port
+        self.endpoint = f"{frames.ip_text(ip)}:{port}"
+        self.rng = random.Random(f"{seed}:{name}")
+        self.connections: dict[tuple[bytes, int], ServerConnection] = {}
+        self.request_bytes = request_bytes
+        self.response = http_response(response_bytes)
+        self.failed = False
+
+    def handle_ip(self, nic, frame: bytes) -> None:
+        if self.failed or frame[IP_DST] != self.ip:
+            return
+        if not frames.is_ipv4_l4(frame):
+            self._answer_ping(frame)
+            return
+        view = frames.FlowView(frame)
+        if view.dport != self.port:
+            if view.proto == frames.PROTO_TCP and not view.flags & RST:
+                self._reset(frame, view, "port closed")
+            return
+        if view.proto == frames.PROTO_UDP:
+            self._answer_udp(frame, view)
+        else:
+            self._tcp(frame, view)
+
+    # -- TCP -------------------------------------------------------------------
+
+    def _tcp(self, frame: bytes, view: frames.FlowView) -> None:
+        key = (view.src, view.sport)
+        conn = self.connections.get(key)
+        seq, ack = frames.tcp_seq_ack(frame)
+        flags = view.flags
+        if flags & RST:
+            self.connections.pop(key, None)
+            return
+        if flags & SYN:
+            if conn is None:
+                conn = ServerConnection(view.src, view.sport, self.rng.getrandbits(32), (seq + 1) & 0xFFFFFFFF)
+                self.connections[key] = conn
+            self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=frames.TCP_MSS)
+            return
+        if conn is None:
+            self._reset(frame, view, "no such connection")
+            return
+        if conn.state is TcpState.SYN_RECEIVED and flags & ACK:
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            conn.snd_una = conn.snd_nxt
+            conn.state = advance(conn.state, "ack")
+        if flags & ACK and 0 < (ack - conn.snd_una) & 0xFFFFFFFF <= (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF:
+            conn.snd_una = ack
+        if flags & ACK:
+            conn.window = frames.tcp_window(frame)
+            self._push(conn, frame)
+        if seq != conn.rcv_nxt:
+            self.drop("server_out_of_order")
+            return
+        if view.payload_len:
+            conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
+            conn.pending += view.payload_len
+            while conn.pending >= self.request_bytes:
+                conn.pending -= self.request_bytes
+                self._respond(conn, frame)
+            if conn.pending and frames.tcp_payload(frame).endswith(b"\r\n\r\n"):
+                # A short HTTP request (a health monitor's GET) ends at its blank line.
+                conn.pending = 0
+                self._respond(conn, frame)
+        if flags & FIN:
+            conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
+            self._send(conn, frame, conn.snd_nxt, FIN | ACK, b"", "close")
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            conn.state = advance(conn.state, "fin")
+        elif conn.state is TcpState.LAST_ACK and flags & ACK:
+            conn.state = advance(conn.state, "ack")
+            del self.connections[key]
+
+    def _respond(self, conn: ServerConnection, request: bytes) -> None:
+        conn.unsent += self.response
+        self._push(conn, request)
+
+    def _push(self, conn: ServerConnection, request: bytes) -> None:
+        """Send queued response bytes while they fit in the client's advertised window."""
+        total = len(self.response)
+        while conn.unsent:
+            in_flight = (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF
+            chunk = conn.unsent[:frames.TCP_MSS]
+            if in_flight + len(chunk) >= conn.window:
+                return  # never fill the window to the byte: no silly small segments either
+            conn.unsent = conn.unsent[len(chunk):]
+            conn.sent_of_response = (conn.sent_of_response + len(chunk)) % total or total
+            last = conn.sent_of_response == total
+            self._send(conn, request, conn.snd_nxt, (PSH | ACK) if last else ACK, chunk,
+                       f"response {conn.sent_of_response}/{total} bytes")
+            conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
+
+    def _send(self, conn: ServerConnection, request: bytes, seq: int, flags: int, payload: bytes,
+              why: str, mss: int | None = None) -> None:
+        frame = frames.tcp_frame(request[ETH_SRC], self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port,
+                                 seq, conn.rcv_nxt, flags | ACK, payload, self.next_ident(), mss=mss)
+        self.send_ip(self.nic, conn.peer, frame,
+                     f"{self.name} {why} {self.endpoint}>{frames.ip_text(conn.peer)}:{conn.peer_port}")
+
+    def _reset(self, frame: bytes, view: frames.FlowView, why: str) -> None:
+        reply = frames.tcp_reset_for(frame, self.nic.mac)
+        self.send_ip(self.nic, view.src, reply, f"{self.name} reset {frames.ip_text(self.ip)}:{view.dport}>"
+                                                f"{frames.ip_text(view.src)}:{view.sport} ({why})")
+
+    # -- UDP -------------------------------------------------------------------
+
+    def _answer_udp(self, frame: bytes, view: frames.FlowView) -> None:
+        body = self.response
+        for start in range(0, len(body), UDP_DATAGRAM_MAX):
+            chunk = body[start:start + UDP_DATAGRAM_MAX]
+            reply = frames.udp_frame(frame[ETH_SRC], self.nic.mac, self.ip, view.src, self.port, view.sport,
+                                     chunk, self.next_ident())
+            self.send_ip(self.nic, view.src, reply, f"{self.name} response {start + len(chunk)}/{len(body)} bytes "
+                                 f"{self.endpoint}>{frames.ip_text(view.src)}:{view.sport}")
+
+    # -- ICMP ------------------------------------------------------------------
+
+    def _answer_ping(self, frame: bytes) -> None:
+        echo = icmp.parse_icmp_echo(frame)
+        if echo is None or echo[0] != icmp.ECHO_REQUEST:
+            return
+        _, ident, sequence, data = echo
+        peer = frame[IP_SRC]
+        reply = icmp.icmp_echo_frame(frame[ETH_SRC], self.nic.mac, self.ip, peer, True, ident, sequence, data,
+                                       self.next_ident())
+        self.send_ip(self.nic, peer, reply, f"{self.name} echo reply to {frames.ip_text(peer)} seq {sequence}")

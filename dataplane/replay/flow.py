@@ -1,0 +1,222 @@
+"""
+One recorded flow being replayed: its two sides, how it closed in the recording, its outcome.
+
+``ReplayFlow`` owns one replayed connection while it is live: per side
+(``SideState``) the recorded packets waiting to be sent and the counts that
+order them.  The rule that keeps a replay causal is symmetric: a recorded
+packet leaves its side no earlier than its (scaled) recorded time *and* no
+earlier than every packet of the other side recorded before it has arrived
+there.  So on every hop the two directions interleave exactly as recorded,
+whatever the emulated latency, and Wireshark's TCP analysis of a clean
+input stays clean.  Sequence and acknowledgement numbers are never touched
+(NAT does not).
+
+``RecordedClose`` follows how the flow ended *in the recording* (FINs, their
+acknowledgements, RST), which is what lets the replayer forget a flow's
+input as soon as its last packet has been read.  ``SkippedFlow`` stands for
+a recorded flow that is not replayed, so later packets of it are counted
+under the same reason.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..wire import frames
+from ..wire.frames import RST
+
+
+@dataclass(slots=True)
+class SkippedFlow:
+    """A recorded flow that is not replayed, and why."""
+
+    reason: str
+    last_input: int  # recorded time of its latest packet
+
+
+@dataclass(slots=True)
+class SideState:
+    """One direction of a replayed flow: what its end has read from the recording, sent and had arrive."""
+
+    #: Packets waiting to be sent: (frame or packet, packets of the other side that must arrive first, number).
+    queue: deque = field(default_factory=deque)
+    read: int = 0
+    sent: int = 0
+    arrived: int = 0
+    #: This side sent a recorded RST: a reset arriving at the other end is the recording's, not the network's.
+    sent_reset: bool = False
+
+
+@dataclass(slots=True)
+class RecordedClose:
+    """How the flow closed in the recording."""
+
+    client_fin: bool = False
+    server_fin: bool = False
+    reset: bool = False
+    client_acked_server_fin: bool = False
+    server_acked_client_fin: bool = False
+    #: Sequence number just past each side's FIN: the ACK that acknowledges it carries it.
+    client_fin_end: int | None = None
+    server_fin_end: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Both FINs were sent, or a RST: the connection is over in the recording."""
+        return (self.client_fin and self.server_fin) or self.reset
+
+    @property
+    def closing(self) -> bool:
+        return self.client_fin or self.server_fin
+
+    @property
+    def finished(self) -> bool:
+        """Both FINs sent and both acknowledged: nothing more of this flow can be in the recording."""
+        return (self.client_fin and self.server_fin and self.client_acked_server_fin
+                and self.server_acked_client_fin)
+
+
+class ReplaySink(Protocol):
+    """What a flow reports to the replayer that owns it."""
+
+    unsent_total: int
+
+    def progressed(self, flow: "ReplayFlow", arrived: bool = True) -> None: ...
+
+    def send_from_client(self, flow: "ReplayFlow", frame: bytes, number: int) -> None: ...
+
+
+class ReplayFlow:
+    """One recorded flow being replayed; counts, not copies, once packets are out."""
+
+    __slots__ = ("replay", "number", "proto", "client_ip", "client_port", "recorded", "client", "server_side",
+                 "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
+                 "last_input", "unsent", "rec_client")
+
+    def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
+                 recorded: str):
+        self.replay = replay
+        self.number = number
+        self.proto = proto
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.recorded = recorded          # "client:port>server:port" as recorded, for humans
+        self.client = SideState()         # frames ready for the access link
+        self.server_side = SideState()    # recorded IPv4 packets for the pool server to send
+        self.input_done = False
+        self.close = RecordedClose()
+        self.rec_client = (b"", 0)        # the recorded client address and port (who opened the flow)
+        self.outcome: str | None = None   # None while live; "reset" when the emulated network reset it
+        self.reset_reason: str | None = None
+        self.server: Any = None           # the ReplayServer the SE chose
+        self.peer_ip = b""
+        self.peer_port = 0
+        self.se: str | None = None
+        self.last_input = 0
+        self.unsent = 0
+
+    # -- input side --------------------------------------------------------------
+
+    def from_client(self, frame: bytes, number: int) -> None:
+        self.client.queue.append((frame, self.server_side.read, number))
+        self.client.read += 1
+        self.pump_client()
+
+    def from_server(self, packet: bytes, number: int) -> None:
+        self.server_side.queue.append((packet, self.client.read, number))
+        self.server_side.read += 1
+        self.pump_server()
+
+    def not_sent(self, from_client: bool) -> None:
+        """A packet of a flow the network already reset: read, never sent."""
+        (self.client if from_client else self.server_side).read += 1
+        self.unsent += 1
+        self.replay.unsent_total += 1
+
+    # -- sending -----------------------------------------------------------------
+
+    def pump_client(self) -> None:
+        side, queue = self.client, self.client.queue
+        while queue and queue[0][1] <= self.server_side.arrived and self.outcome is None:
+            frame, _, number = queue.popleft()
+            side.sent += 1
+            if self.proto == frames.PROTO_TCP and frames.tcp_flags(frame) & RST:
+                side.sent_reset = True
+            self.replay.send_from_client(self, frame, number)
+
+    def pump_server(self) -> None:
+        side, queue = self.server_side, self.server_side.queue
+        while queue and queue[0][1] <= self.client.arrived and self.server is not None and self.outcome is None:
+            packet, _, number = queue.popleft()
+            side.sent += 1
+            self.server.send_recorded(self, packet, number)
+
+    # -- arrivals ----------------------------------------------------------------
+
+    def arrived_at_server(self, flags: int) -> None:
+        if flags & RST and not self.client.sent_reset:
+            self.reset("reset toward the server by the emulated network")
+            return
+        self.client.arrived += 1
+        self.pump_server()
+        self.replay.progressed(self)
+
+    def arrived_at_client(self, flags: int) -> None:
+        if flags & RST and not self.server_side.sent_reset:
+            self.reset("reset toward the client by the emulated network")
+            return
+        self.server_side.arrived += 1
+        self.pump_client()
+        self.replay.progressed(self)
+
+    def reset(self, why: str) -> None:
+        if self.outcome is None:
+            self.outcome = "reset"
+            self.reset_reason = why
+            dropped = len(self.client.queue) + len(self.server_side.queue)
+            self.unsent += dropped
+            self.replay.unsent_total += dropped
+            self.client.queue.clear()
+            self.server_side.queue.clear()
+            self.replay.progressed(self, arrived=False)
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Packets read but not yet arrived at the other end (queued or on the wire)."""
+        return (self.client.read + self.server_side.read - self.client.arrived - self.server_side.arrived
+                - self.unsent)
+
+    @property
+    def delivered(self) -> bool:
+        return self.client.arrived == self.client.read and self.server_side.arrived == self.server_side.read
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more can happen to this flow: input over and everything delivered, or reset."""
+        if self.outcome is not None:
+            return self.input_done
+        return self.input_done and self.delivered
+
+    def final_outcome(self) -> str:
+        if self.outcome is not None:
+            return self.outcome
+        return "completed" if self.delivered else "stalled"
+
+    def report(self) -> dict:
+        report = {"flow": self.number, "recorded": self.recorded,
+                  "client": f"{frames.ip_text(self.client_ip)}:{self.client_port}",
+                  "protocol": "tcp" if self.proto == frames.PROTO_TCP else "udp",
+                  "se": self.se, "server": self.server.name if self.server else None,
+                  "outcome": self.final_outcome(),
+                  "client_packets": _counts(self.client), "server_packets": _counts(self.server_side)}
+        if self.reset_reason:
+            report["reset_reason"] = self.reset_reason
+        return report
+
+
+def _counts(side: SideState) -> dict:
+    return {"recorded": side.read, "sent": side.sent, "arrived": side.arrived}

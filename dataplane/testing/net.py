@@ -1,0 +1,320 @@
+"""
+Packet-test verbs over a live emulated network, in virtual time (PTF's model).
+
+``DataplaneNet`` wraps a started ``Network``: it watches every frame that
+crosses a segment (through ``Network.observers``), sends test frames from a
+test port or from a node's NIC, and checks what was seen.  The verbs:
+
+- ``send(where, frame)``: put a frame on the wire now;
+- ``run(until=None)``: run the event queue (see ``run`` for the rule);
+- ``expect(where, frame, mask=...)``: consume the first unconsumed frame seen
+  at ``where`` that matches; on failure, explain with a field-level diff
+  against the nearest frames seen there, each with its decision comment;
+- ``expect_none(where)`` and ``expect_no_other()``: nothing (else) was seen,
+  once the queue has drained - there are no wall-clock timeouts;
+- ``owner_of(flow)``: which SE the primary's flow table gives a flow to.
+
+``where`` is a segment name (``"frontend"``) or a NIC (``"gw.frontend"``,
+or a node with one NIC: ``"server-1"``).  A NIC sees the frames on its
+segment that it sent (eth.src is its MAC) or that are addressed to it
+(eth.dst is its MAC, or broadcast/multicast).
+
+What a failed check says is rendered by ``explain``.  The pytest fixture
+lives in ``plugin``; this module has no pytest dependency so scripts can
+use it too.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, Iterable
+
+from ..clock import seconds
+from ..l2 import Nic, Segment
+from ..wire import frames
+from ..wire.headers import ETH_SRC
+from ..wire.masks import Mask
+from . import explain
+from .explain import summarize
+from .golden import assert_matches_golden
+from .seen import Place, Seen
+
+__all__ = ["DataplaneNet", "Mask", "Seen", "assert_matches_golden", "start_network", "summarize"]
+
+
+class _TestPortNode:
+    """The node behind test ports: it sends what the test asks and ignores what it receives."""
+
+    kind = "test"
+
+    def __init__(self) -> None:
+        self.name = "test"
+        self.nics: dict[str, Nic] = {}
+
+    def receive(self, nic: Nic, frame: bytes) -> None:
+        pass
+
+
+def _as_bytes(frame: Any) -> bytes:
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return bytes(frame)
+    try:
+        return bytes(frame)
+    except TypeError:
+        raise TypeError(f"a frame must be bytes or a Scapy packet, not {type(frame).__name__}") from None
+
+
+Ignore = Callable[[Seen], bool] | str
+
+
+class DataplaneNet:
+    """A started network with packet-test verbs.  Build it with ``start_network``."""
+
+    def __init__(self, network, capture_buffer: io.BytesIO | None = None, horizon: float | None = None,
+                 ignore: Iterable[Ignore] = ()):
+        self.network = network
+        self.sim = network.sim
+        self.capture_buffer = capture_buffer
+        #: Longest stretch of virtual time one ``run()`` covers when the queue does not drain.
+        self.horizon_ns = seconds(horizon if horizon is not None else network.scenario.duration)
+        self.seen: list[Seen] = []
+        self.verdicts: list[str] = []
+        self._captured_count = 0
+        self._ignore = [self._ignore_rule(rule) for rule in ignore]
+        self._test_node = _TestPortNode()
+        #: Where the pytest plugin will keep this network's capture (set by the fixture).
+        self.artefact = None
+        network.observers.append(self._observe)
+
+    # -- observing -------------------------------------------------------------
+
+    def _observe(self, segment: str, time_ns: int, frame: bytes, comment: str) -> None:
+        number = None
+        if self.network.segments[segment].index >= 0:
+            self._captured_count += 1
+            number = self._captured_count
+        dropped = "[DROPPED" in comment
+        self.seen.append(Seen(len(self.seen), number, segment, time_ns, frame, comment, dropped))
+
+    @staticmethod
+    def _ignore_rule(rule: Ignore) -> Callable[[Seen], bool]:
+        if callable(rule):
+            return rule
+        if rule == "arp":
+            return lambda s: frames.ethertype(s.frame) == frames.ETHERTYPE_ARP
+        if isinstance(rule, str):
+            return lambda s: rule in s.comment
+        raise TypeError(f"ignore rules are 'arp', a comment substring or a callable, not {rule!r}")
+
+    def place(self, where: str) -> Place:
+        """Resolve ``where``: a segment, ``node.nic``, or a node that has exactly one NIC."""
+        segments = self.network.segments
+        if where in segments:
+            return Place(where, segments[where], None)
+        node_name, _, nic_name = where.partition(".")
+        node = self.network.nodes.get(node_name)
+        if node is not None:
+            if not nic_name and len(node.nics) == 1:
+                nic_name = next(iter(node.nics))
+            if nic_name in node.nics:
+                return Place(f"{node_name}.{nic_name}", node.nics[nic_name].segment, node.nics[nic_name])
+        raise ValueError(f"unknown place {where!r}: use a segment ({', '.join(segments)}) or node.nic "
+                         f"(e.g. gw.frontend, se-1.backend, server-1)")
+
+    def seen_at(self, where: str, include_consumed: bool = False) -> list[Seen]:
+        place = self.place(where)
+        return [s for s in self.seen if place.covers(s) and (include_consumed or not s.consumed)]
+
+    # -- addresses ---------------------------------------------------------------
+
+    def mac(self, node: str, nic: str | None = None) -> str:
+        return frames.mac_text(self.place(f"{node}.{nic}" if nic else self._default_nic(node)).nic.mac)
+
+    def ip(self, node: str, nic: str | None = None) -> str:
+        return frames.ip_text(self.place(f"{node}.{nic}" if nic else self._default_nic(node)).nic.ip)
+
+    def _default_nic(self, node: str) -> str:
+        found = self.network.nodes.get(node)
+        if found is not None and "frontend" in found.nics:
+            return f"{node}.frontend"
+        return node
+
+    @property
+    def primary(self) -> str | None:
+        return self.network.vs.primary
+
+    @property
+    def vip(self) -> str:
+        return frames.ip_text(self.network.vs.vip)
+
+    # -- sending and running ---------------------------------------------------
+
+    def send(self, where: str, frame, comment: str | None = None) -> None:
+        """Send ``frame`` now from a test port on a segment, or from a node's NIC.
+
+        The frame is recorded (and captured) as it crosses the segment, already
+        consumed: ``expect_no_other`` does not count what the test sent.
+        """
+        data = _as_bytes(frame)
+        if len(data) < 14:
+            raise ValueError(f"a frame needs at least an Ethernet header (14 bytes), got {len(data)}")
+        place = self.place(where)
+        nic = place.nic or self._test_port(place.segment, data[ETH_SRC])
+        before = len(self.seen)
+        nic.send(data, comment or f"test sends {summarize(data)} from {nic.label}")
+        # What the test itself sent is not something the network did: expect_no_other skips it.
+        for s in self.seen[before:]:
+            s.consumed = s.by_test = True
+
+    def _test_port(self, segment: Segment, mac: bytes) -> Nic:
+        name = f"{segment.name}-{mac.hex()}"
+        nic = self._test_node.nics.get(name)
+        if nic is None:
+            nic = Nic(self._test_node, name, mac, b"\x00" * 4, segment)
+            nic.allowed_ips = None  # a test port may send anything, even where port security is on
+            self._test_node.nics[name] = nic
+        return nic
+
+    def run(self, until: float | None = None) -> None:
+        """Run the event queue.
+
+        With ``until`` (absolute virtual seconds): run every event up to that time.
+        Without: run until the queue drains, but at most ``horizon`` seconds of
+        virtual time past now (default: the scenario's duration), because periodic
+        timers (health monitors, generated traffic) may never let it drain.
+        """
+        bound = seconds(until) if until is not None else self.sim.now + self.horizon_ns
+        sim = self.sim
+        # Step one instant at a time: Simulator.run(until) would move the clock to
+        # ``until`` even when the queue drains first, and later sends would start there.
+        while True:
+            following = sim.peek()
+            if following is None or following > bound:
+                break
+            sim.run(until_ns=following)
+        if until is not None:
+            sim.now = max(sim.now, bound)
+
+    def discard(self) -> int:
+        """Mark everything seen so far as consumed (e.g. the primary's gratuitous ARP); return how many."""
+        fresh = [s for s in self.seen if not s.consumed]
+        for s in fresh:
+            s.consumed = True
+        return len(fresh)
+
+    # -- checking ----------------------------------------------------------------
+
+    def expect(self, where: str, frame, mask: Mask | Iterable[str] | None = None, *,
+               dropped: bool = False) -> Seen:
+        """Consume and return the first unconsumed frame seen at ``where`` that matches.
+
+        ``frame`` is bytes, a Scapy packet or a ``Mask``; ``mask`` names don't-care
+        fields (``["ip.ttl", "tcp.seq"]``) or is a ``Mask``.  If nothing matches
+        yet, the queue is run first (``run()``), so "not seen" means "never sent".
+        ``dropped=True`` matches a frame that port security dropped instead.
+        """
+        if isinstance(frame, Mask):
+            matcher = frame
+        elif isinstance(mask, Mask):
+            matcher = mask
+        else:
+            matcher = Mask(_as_bytes(frame), mask or ())
+        place = self.place(where)
+        found = self._find(place, matcher, dropped)
+        if found is None:
+            self.run()
+            found = self._find(place, matcher, dropped)
+        if found is None:
+            message = explain.missing(place, matcher, dropped, self.seen, self.sim.now, self.sim.peek() is None,
+                                      self.artefact)
+            self.verdicts.append(f"FAILED expect at {place.text}")
+            raise AssertionError(message)
+        found.consumed = True
+        self.verdicts.append(f"ok expect at {place.text}: frame #{found.number}")
+        return found
+
+    def _find(self, place: Place, matcher: Mask, dropped: bool) -> Seen | None:
+        for s in self.seen:
+            if not s.consumed and s.dropped == dropped and place.covers(s) and matcher.matches(s.frame):
+                return s
+        return None
+
+    def expect_none(self, where: str, frame=None, mask: Mask | Iterable[str] | None = None) -> None:
+        """Run until the queue drains; fail if an unconsumed frame (matching ``frame``, if given) was seen at ``where``."""
+        self.run()
+        place = self.place(where)
+        matcher = None if frame is None else (mask if isinstance(mask, Mask) else Mask(_as_bytes(frame), mask or ()))
+        unwanted = [s for s in self.seen if not s.consumed and place.covers(s) and not self._ignored(s)
+                    and (matcher is None or matcher.matches(s.frame))]
+        if unwanted:
+            self.verdicts.append(f"FAILED expect_none at {place.text}")
+            raise AssertionError(explain.unwanted_at(place, matcher, unwanted, self.artefact))
+        self.verdicts.append(f"ok expect_none at {place.text}")
+
+    def expect_no_other(self, ignore: Iterable[Ignore] = ()) -> None:
+        """Run until the queue drains; fail if any frame seen anywhere was not consumed by an ``expect``."""
+        self.run()
+        rules = self._ignore + [self._ignore_rule(r) for r in ignore]
+        unwanted = [s for s in self.seen if not s.consumed and not any(rule(s) for rule in rules)]
+        if unwanted:
+            self.verdicts.append("FAILED expect_no_other")
+            raise AssertionError(explain.unmatched(unwanted, self.artefact))
+        self.verdicts.append("ok expect_no_other")
+
+    def _ignored(self, s: Seen) -> bool:
+        return any(rule(s) for rule in self._ignore)
+
+    # -- flows -------------------------------------------------------------------
+
+    def owner_of(self, flow) -> str | None:
+        """Return the SE that owns ``flow`` in the primary's flow table, or None.
+
+        ``flow`` is ``(src, sport, dst, dport[, proto])`` with proto a number or
+        "tcp"/"udp" (default: the VS protocol), or a client-to-VIP frame.
+        """
+        from .. import flowhash
+
+        vs = self.network.vs
+        if isinstance(flow, tuple):
+            src, sport, dst, dport, *rest = flow
+            proto = rest[0] if rest else vs.proto
+            proto = {"tcp": frames.PROTO_TCP, "udp": frames.PROTO_UDP}.get(proto, proto)
+            key = flowhash.flow_key(frames.ip_bytes(src), frames.ip_bytes(dst), int(proto), int(sport), int(dport))
+        else:
+            data = _as_bytes(flow)
+            if not frames.is_ipv4_l4(data):
+                raise ValueError("owner_of needs an IPv4 TCP/UDP frame or a (src, sport, dst, dport) tuple")
+            key = vs.flow_key(frames.FlowView(data))
+        entry = vs.flow_table.get(key)
+        return None if entry is None else self.network.se_names[entry[0]]
+
+    # -- artefacts ---------------------------------------------------------------
+
+    def capture_bytes(self) -> bytes:
+        """The pcapng capture so far (complete blocks only)."""
+        if self.capture_buffer is None:
+            raise RuntimeError("this network was built without a capture")
+        self.network.capture.writer.flush()
+        return self.capture_buffer.getvalue()
+
+
+def start_network(scenario, traffic: bool = False, horizon: float | None = None,
+                  ignore: Iterable[Ignore] = (), capture: bool = True) -> DataplaneNet:
+    """Build ``scenario`` (a dict, a TOML path or a parsed Scenario), start it at t=0 and wrap it.
+
+    Starting places the VS: the primary's gratuitous ARP is the first frame seen
+    on the frontend.  ``traffic=True`` also schedules the scenario's generated
+    connections and its timeline is left to ``run``.
+    """
+    from .. import scenario as scenario_mod
+    from ..emulation import build
+
+    if isinstance(scenario, dict):
+        scenario = scenario_mod.parse(scenario, "<dict>")
+    elif not hasattr(scenario, "virtual_service"):
+        scenario = scenario_mod.load(scenario)
+    buffer = io.BytesIO() if capture else None
+    network = build(scenario, capture_file=buffer, application="dataplane pytest plugin")
+    net = DataplaneNet(network, buffer, horizon, ignore)
+    network.start(traffic=traffic)
+    return net

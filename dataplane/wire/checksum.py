@@ -1,0 +1,64 @@
+"""
+The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+Forwarding never recomputes a checksum over a whole packet: a NAT rewrite
+or a TTL decrement adds a precomputed delta (``apply_delta``).  Building a
+new frame computes it once (``checksum``, ``transport_checksum``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .headers import PROTO_UDP
+
+_PSEUDO_TAIL = struct.Struct("!BBH")
+
+
+def ones_complement_sum(data: bytes) -> int:
+    """Return the 16-bit one's-complement sum of ``data`` (not inverted)."""
+    if len(data) & 1:
+        data = data + b"\x00"
+    # 2**16 == 1 (mod 0xFFFF), so the big-endian integer of the buffer has the
+    # same residue as the sum of its 16-bit words: one C-level bignum modulo
+    # instead of a Python loop over every word.
+    total = int.from_bytes(data, "big")
+    folded = total % 0xFFFF
+    return 0xFFFF if folded == 0 and total else folded
+
+
+def checksum(data: bytes) -> int:
+    """Return the Internet checksum (RFC 1071) of ``data``."""
+    return ~ones_complement_sum(data) & 0xFFFF
+
+
+def udp_checksum_field(value: int) -> int:
+    """The value a UDP checksum field carries for a computed checksum ``value``.
+
+    RFC 768: zero in the field means "no checksum", so a computed zero is sent as all ones.
+    """
+    return value or 0xFFFF
+
+
+def transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
+    """Return the TCP or UDP checksum of ``segment`` (its checksum field zero) over the pseudo-header."""
+    value = checksum(src + dst + _PSEUDO_TAIL.pack(0, proto, len(segment)) + segment)
+    return udp_checksum_field(value) if proto == PROTO_UDP else value
+
+
+#: One's-complement checksum delta of decrementing the TTL by one: the TTL/protocol word
+#: drops by 0x0100, and ~w + (w - 0x0100) == 0xFEFF for every w (RFC 1624).
+TTL_DECREMENT_DELTA = 0xFEFF
+
+
+def checksum_delta(old: bytes, new: bytes) -> int:
+    """Return the unfolded delta that turns a checksum over ``old`` into one over ``new``."""
+    return (~ones_complement_sum(old) & 0xFFFF) + ones_complement_sum(new)
+
+
+def apply_delta(old_checksum: int, delta: int) -> int:
+    """Return ``old_checksum`` updated by ``delta`` (from ``checksum_delta``)."""
+    total = (~old_checksum & 0xFFFF) + delta
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
