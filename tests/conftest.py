@@ -70,6 +70,21 @@ def assert_passes_gate(capture: Path) -> None:
     assert not findings, f"{capture} fails the tshark gate:\n{check.format_findings(findings)}"
 
 
+@pytest.fixture(autouse=True)
+def _gate_fixture_captures(tmp_path):
+    """Every capture the dataplane_net fixture leaves in a test's folder passes the tshark gate."""
+    yield
+    for capture in sorted(tmp_path.glob("capture*.pcapng")):
+        assert_passes_gate(capture)
+
+
+def capture_now(net, folder: Path) -> Path:
+    """Write the capture of a fixture network as it stands now, for tshark."""
+    path = folder / "snapshot.pcapng"
+    path.write_bytes(net.capture_bytes())
+    return path
+
+
 class Run:
     def __init__(self, out: Path, summary: dict):
         self.out = out

@@ -1,60 +1,57 @@
-"""A survival table computed from a run's capture: each client connection's SE and fate."""
+"""A survival table read off a running network: each client connection's owner SEs and fate.
+
+The owner of a connection is the SE whose NAT table holds it: that is who
+serves it, read from the emulated SEs themselves, not from the capture's
+comments.  ``follow`` runs a scenario on the pytest fixture with its
+generated traffic, looking at every SE's NAT table every ``step`` seconds.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from dataplane.wire import capture_reader
-from conftest import fields
-
-SNAT = re.compile(r"^(se-\d+) snat (\S+?:\d+)>")
-FIN_BIT, RST_BIT = 16, 32
+from dataplane.clock import NS_PER_S
+from dataplane.wire import frames
 
 
 @dataclass
 class Connection:
     client: str
-    opened: float = 0.0
+    conn: object
     owners: list[str] = field(default_factory=list)
-    completeness: int = 0
-    last_seen: float = 0.0
 
     @property
     def owner(self) -> str:
         return self.owners[0]
 
     @property
+    def opened(self) -> float:
+        return self.conn.opened_ns / NS_PER_S
+
+    @property
+    def closed(self) -> float | None:
+        return None if self.conn.closed_ns is None else self.conn.closed_ns / NS_PER_S
+
+    @property
     def outcome(self) -> str:
-        if self.completeness & RST_BIT:
-            return "reset"
-        return "completed" if self.completeness & FIN_BIT else "unfinished"
+        """completed, reset, failed (the client gave up), or open."""
+        return self.conn.outcome
 
 
-def survival_table(run) -> dict[str, Connection]:
-    """Map "client_ip:port" to its Connection: owners from the SEs' snat comments, fate from tshark."""
+def follow(net, until: float, step: float = 0.05) -> dict[str, Connection]:
+    """Run ``net`` to ``until`` seconds, recording every client connection and the SEs that served it."""
     table: dict[str, Connection] = {}
-    for record in capture_reader.open_capture(run.capture):
-        match = SNAT.match(record.comment or "")
-        if not match:
-            continue
-        se, client = match.groups()
-        conn = table.setdefault(client, Connection(client))
-        if not conn.owners or conn.owners[-1] != se:
-            conn.owners.append(se)
-    gw = run.mac("gw")
-    hop = f'frame.interface_name == "frontend" && (eth.src == {gw} || eth.dst == {gw})'
-    rows = fields(run.capture, ["ip.src", "tcp.srcport", "frame.time_relative", "tcp.completeness"], "",
-                  "-2", "-R", f"({hop}) && tcp.flags.syn == 1 && tcp.flags.ack == 0")
-    for src, port, opened, completeness in rows:
-        conn = table.get(f"{src}:{port}")
-        if conn is not None:
-            conn.opened = float(opened)
-            conn.completeness = int(completeness)
-    resets = fields(run.capture, ["ip.dst", "tcp.dstport", "frame.time_relative"], "",
-                    "-2", "-R", f"({hop}) && tcp.flags.reset == 1 && ip.dst != {run.summary['address_plan']['vs-web']['vip']['ip']}")
-    for dst, port, when in resets:
-        conn = table.get(f"{dst}:{port}")
-        if conn is not None:
-            conn.last_seen = float(when)
+    while net.now < until:
+        net.advance(min(step, until - net.now))
+        ses = net.network.service_engines()
+        for client in net.network.clients:
+            for conn in client.connections.values():
+                key = f"{frames.ip_text(client.ip)}:{conn.sport} #{conn.number}"
+                entry = table.get(key)
+                if entry is None:
+                    entry = table[key] = Connection(key, conn)
+                for se in ses:
+                    nat = se.nat.get(client.ip, conn.sport, conn.proto)
+                    if nat is not None and not nat.closing and (not entry.owners or entry.owners[-1] != se.name):
+                        entry.owners.append(se.name)
     return table

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dataplane.control.se_state import IllegalTransition, Role, Roles, SeLifecycle, SeState
-from conftest import fields, scenario_dict
-from survival import survival_table
+from conftest import capture_now, fields, scenario_dict
+from survival import follow
 
 VIP = "10.10.0.100"
 
@@ -24,16 +24,16 @@ def events_of(run, kind: str) -> list[dict]:
     return [e for e in run.events if e["type"] == kind]
 
 
-def test_scale_out_keeps_established_flows(run_dict):
-    run = run_dict(long_lived(events=[{"at": 4.0, "action": "scale_out"}]))
-    done = events_of(run, "scale_out.completed")[0]
-    table = survival_table(run)
+def test_scale_out_keeps_established_flows(dataplane_net):
+    net = dataplane_net(long_lived(events=[{"at": 4.0, "action": "scale_out"}]), traffic=True)
+    table = follow(net, 20.0)
+    done = net.events("scale_out.completed")[0]
     assert all(len(c.owners) == 1 for c in table.values()), "a connection changed SE"
     before = [c for c in table.values() if c.opened < done["t"]]
     assert before and all(c.owner == "se-1" and c.outcome == "completed" for c in before)
     after = [c for c in table.values() if c.opened > done["t"]]
     assert {c.owner for c in after} >= {"se-1", "se-2"}
-    assert run.summary["flows"]["reset"] == 0
+    assert net.network.summary()["flows"]["reset"] == 0
 
 
 def test_scale_out_past_the_maximum_is_refused(run_dict):
@@ -83,26 +83,26 @@ def test_failed_creation_retries_on_another_host(run_dict):
     assert events_of(run, "scale_out.completed")[0]["t"] == 11.0
 
 
-def test_scale_in_drains_then_resets_the_rest(run_dict):
-    run = run_dict(long_lived(**{
+def test_scale_in_drains_then_resets_the_rest(dataplane_net, tmp_path):
+    net = dataplane_net(long_lived(**{
         "virtual_service.placement": ["se-1", "se-2", "se-3"], "se_group.vs_scalein_timeout": 6.0,
         "traffic.requests_per_connection": 12, "duration": 30.0,
-        "events": [{"at": 5.0, "action": "scale_in", "se": "se-2"}]}))
-    expired = events_of(run, "drain.expired")[0]
+        "events": [{"at": 5.0, "action": "scale_in", "se": "se-2"}]}), traffic=True)
+    table = follow(net, 30.0)
+    expired = net.events("drain.expired")[0]
     assert expired["t"] == 11.0 and expired["se"] == "se-2" and expired["connections_reset"] > 0
-    table = survival_table(run)
     on_se2 = [c for c in table.values() if c.owner == "se-2"]
     assert all(c.opened < 5.0 for c in on_se2), "no new flow after the scale in"
     reset = [c for c in on_se2 if c.outcome == "reset"]
     assert len(reset) == expired["connections_reset"]
-    assert all(abs(c.last_seen - 11.0) < 0.01 for c in reset), "reset exactly when the drain ends"
+    assert all(abs(c.closed - 11.0) < 0.01 for c in reset), "reset exactly when the drain ends"
     assert all(c.outcome == "completed" for c in on_se2 if c not in reset)
     others = [c for c in table.values() if c.owner != "se-2" and c.opened < 16.0]
     assert others and all(c.outcome == "completed" for c in others)
-    to_servers = fields(run.capture, ["ip.src"], 'frame.interface_name == "backend" && tcp.flags.reset == 1 && '
-                        'frame.comment contains "drain"')
+    to_servers = fields(capture_now(net, tmp_path), ["ip.src"],
+                        'frame.interface_name == "backend" && tcp.flags.reset == 1 && frame.comment contains "drain"')
     assert len(to_servers) == expired["connections_reset"]
-    assert {row[0] for row in to_servers} == {run.ip("se-2", "backend")}
+    assert {row[0] for row in to_servers} == {net.ip("se-2", "backend")}
 
 
 def test_scale_in_below_the_minimum_is_refused(run_dict):
@@ -159,40 +159,43 @@ def test_http_and_icmp_monitors_detect_a_failed_server(run_dict, kind):
     assert fields(run.capture, ["frame.number"], probe_filter)
 
 
-def test_secondary_failure_is_detected_by_missed_heartbeats(run_dict):
-    run = run_dict(long_lived(**{
+def test_secondary_failure_is_detected_by_missed_heartbeats(dataplane_net, tmp_path):
+    net = dataplane_net(long_lived(**{
         "virtual_service.placement": ["se-1", "se-2", "se-3"], "duration": 20.0,
-        "events": [{"at": 5.0, "action": "fail_se", "se": "se-2"}]}))
-    failed = events_of(run, "se.failed")[0]
+        "events": [{"at": 5.0, "action": "fail_se", "se": "se-2"}]}), traffic=True)
+    table = follow(net, 20.0)
+    failed = net.events("se.failed")[0]
     assert failed["se"] == "se-2" and failed["t"] == 6.0 and failed["missed_heartbeats"] == 10
-    sent_by_se2 = fields(run.capture, ["frame.time_relative"], f'eth.src == {run.mac("se-2")} || eth.src == {run.mac("se-2", "backend")}')
+    capture = capture_now(net, tmp_path)
+    sent_by_se2 = fields(capture, ["frame.time_relative"],
+                         f'eth.src == {net.mac("se-2")} || eth.src == {net.mac("se-2", "backend")}')
     assert max(float(t) for (t,) in sent_by_se2) < 5.0
-    table = survival_table(run)
     assert all(c.opened < 5.0 for c in table.values() if c.owner == "se-2")
-    rehashed = fields(run.capture, ["frame.comment"], 'frame.comment contains "owner se-2 gone"')
+    rehashed = fields(capture, ["frame.comment"], 'frame.comment contains "owner se-2 gone"')
     assert rehashed
-    refusals = fields(run.capture, ["frame.comment"], 'frame.comment contains "no connection state"')
+    refusals = fields(capture, ["frame.comment"], 'frame.comment contains "no connection state"')
     assert refusals and all(not c[0].startswith("se-2") for c in refusals)
     survivors = [c for c in table.values() if c.owner != "se-2" and c.opened < 14.0]
     assert survivors and all(c.outcome == "completed" for c in survivors)
 
 
-def test_primary_failure_promotes_a_secondary_that_probes_for_flows(run_dict):
-    run = run_dict(long_lived(**{
+def test_primary_failure_promotes_a_secondary_that_probes_for_flows(dataplane_net, tmp_path):
+    net = dataplane_net(long_lived(**{
         "virtual_service.placement": ["se-1", "se-2", "se-3"], "duration": 20.0,
-        "events": [{"at": 5.0, "action": "fail_se", "se": "se-1"}]}))
-    promoted = events_of(run, "se.promoted")[0]
+        "events": [{"at": 5.0, "action": "fail_se", "se": "se-1"}]}), traffic=True)
+    table = follow(net, 20.0)
+    promoted = net.events("se.promoted")[0]
     assert promoted["se"] == "se-2" and promoted["t"] == 6.0
-    garp = fields(run.capture, ["eth.src"], "arp.isgratuitous == 1 && frame.time_relative > 5")
-    assert garp == [[run.mac("se-2")]]
-    probes = fields(run.capture, ["ip.src", "ip.dst", "frame.comment"], "udp.dstport == 1551")
+    capture = capture_now(net, tmp_path)
+    garp = fields(capture, ["eth.src"], "arp.isgratuitous == 1 && frame.time_relative > 5")
+    assert garp == [[net.mac("se-2")]]
+    probes = fields(capture, ["ip.src", "ip.dst", "frame.comment"], "udp.dstport == 1551")
     assert any("who owns" in c for _, _, c in probes) and any("claim" in c for _, _, c in probes)
-    assert events_of(run, "flow_probe.claimed") and events_of(run, "flow_probe.unclaimed")
-    table = survival_table(run)
+    assert net.events("flow_probe.claimed") and net.events("flow_probe.unclaimed")
     survivors = [c for c in table.values() if c.owner in ("se-2", "se-3") and c.opened < 14.0]
     assert survivors and all(c.outcome == "completed" for c in survivors), "flows of surviving secondaries complete"
     lost = [c for c in table.values() if c.owner == "se-1" and c.opened < 5.0 and c.outcome != "completed"]
-    assert lost and all(c.outcome == "reset" for c in lost if c.last_seen > 6.0)
+    assert lost and all(c.outcome == "reset" for c in lost if c.closed and c.closed > 6.0)
 
 
 def test_fail_host_fails_its_ses(run_dict):
@@ -282,18 +285,18 @@ def test_idle_udp_nat_entries_expire(run_dict):
     assert run.summary["expired_idle"]["nat"] == run.summary["flows"]["total"] > 0
 
 
-def test_an_expired_steering_entry_is_found_again_by_flow_probe(run_dict, monkeypatch):
+def test_an_expired_steering_entry_is_found_again_by_flow_probe(dataplane_net, monkeypatch):
     from dataplane.control import controller
     monkeypatch.setattr(controller, "FLOW_TABLE_IDLE", 5.0)
-    run = run_dict(long_lived(**{
+    net = dataplane_net(long_lived(**{
         "virtual_service.placement": ["se-1", "se-2", "se-3"], "traffic.requests_per_connection": 2,
-        "traffic.request_interval": 12.0, "traffic.stop": 3.0, "duration": 30.0}))
-    assert run.summary["expired_idle"]["flow_table"] > 0
-    claimed = events_of(run, "flow_probe.claimed")
-    assert claimed and not events_of(run, "flow_probe.unclaimed")
-    assert run.summary["flows"]["completed"] == run.summary["flows"]["total"]
-    table = survival_table(run)
-    assert all(len(c.owners) == 1 for c in table.values()), "a probed flow stays on its SE"
+        "traffic.request_interval": 12.0, "traffic.stop": 3.0, "duration": 30.0}), traffic=True)
+    table = follow(net, 30.0)
+    summary = net.network.summary()
+    assert summary["expired_idle"]["flow_table"] > 0
+    assert net.events("flow_probe.claimed") and not net.events("flow_probe.unclaimed")
+    assert summary["flows"]["completed"] == summary["flows"]["total"]
+    assert table and all(len(c.owners) == 1 for c in table.values()), "a probed flow stays on its SE"
 
 
 def test_migrate_whose_source_fails_while_the_target_joins(run_dict):
@@ -318,14 +321,15 @@ def test_a_migrate_target_failing_while_joining_is_a_failed_migrate_not_a_scale_
     assert events_of(run, "scale_out.completed")[0]["se"] == "se-3"
 
 
-def test_scale_out_after_every_se_failed_announces_the_vip(run_dict):
-    run = run_dict(long_lived(**{
-        "events": [{"at": 3.0, "action": "fail_se", "se": "se-1"}, {"at": 6.0, "action": "scale_out", "se": "se-2"}]}))
-    promoted = events_of(run, "se.promoted")[0]
+def test_scale_out_after_every_se_failed_announces_the_vip(dataplane_net, tmp_path):
+    net = dataplane_net(long_lived(**{
+        "events": [{"at": 3.0, "action": "fail_se", "se": "se-1"}, {"at": 6.0, "action": "scale_out", "se": "se-2"}]}),
+        traffic=True)
+    table = follow(net, 20.0)
+    promoted = net.events("se.promoted")[0]
     assert promoted["se"] == "se-2" and promoted["t"] == 8.0
-    garps = fields(run.capture, ["eth.src"], "arp.isgratuitous == 1")
-    assert garps[-1] == [run.mac("se-2")]
-    table = survival_table(run)
+    garps = fields(capture_now(net, tmp_path), ["eth.src"], "arp.isgratuitous == 1")
+    assert garps[-1] == [net.mac("se-2")]
     later = [c for c in table.values() if c.opened > 8.0 and c.opened < 14.0]
     assert later and all(c.owner == "se-2" and c.outcome == "completed" for c in later)
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.wire import capture_reader
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
 from conftest import fields, scenario_dict, tshark
 
 VIP = "10.10.0.100"
+CLIENT = "203.0.113.9"  # behind the router, not one of the generated clients
 
 
-def frames_by_comment(run, needle: str) -> list:
-    return [r for r in capture_reader.open_capture(run.capture) if r.comment and needle in r.comment]
+def syn_from_router(net, sport: int, client: str = CLIENT):
+    """A client's SYN as the router delivers it to the primary."""
+    return Ether(src=net.mac("gw"), dst=net.mac(net.primary)) / IP(src=client, dst=VIP, ttl=63) / \
+        TCP(sport=sport, dport=80, flags="S", seq=1000)
 
 
 def test_only_the_primary_answers_arp_for_the_vip(run_dict):
@@ -38,34 +43,33 @@ def test_every_se_owns_flows_when_four_are_placed(run_dict):
     assert all(by_se[se] > 0 for se in ("se-1", "se-2", "se-3", "se-4")), by_se
 
 
-def test_forwarded_frame_differs_from_received_only_in_ethernet_addresses(run_dict):
-    run = run_dict(scenario_dict())
-    received = {}
-    checked = 0
-    for record in capture_reader.open_capture(run.capture):
-        if record.interface_name != "frontend" or not record.comment:
-            continue
-        if record.comment.startswith("gw route") and record.data[30:34] == bytes([10, 10, 0, 100]):
-            received[record.data[14:]] = record
-        elif " steer " in record.comment:
-            original = received.get(record.data[14:])
-            assert original is not None, f"no received frame matches steered frame {record.number}"
-            owner = record.comment.split(" -> ")[1].split()[0]
-            assert record.data[0:6].hex(":") == run.mac(owner)
-            assert record.data[6:12].hex(":") == run.mac("se-1")
-            checked += 1
-    assert checked > 50
+def test_forwarded_frame_differs_from_received_only_in_ethernet_addresses(dataplane_net):
+    net = dataplane_net(scenario_dict())
+    forwarded = set()
+    for sport in range(40000, 40040):
+        syn = syn_from_router(net, sport)
+        net.send("gw.frontend", syn)
+        owner = net.owner_of(syn)
+        if owner != net.primary:
+            steered = Ether(bytes(syn))
+            steered[Ether].src, steered[Ether].dst = net.mac(net.primary), net.mac(owner)
+            net.expect("frontend", steered)  # no mask: every byte after the Ethernet addresses is the same
+            forwarded.add(owner)
+    assert forwarded == {"se-2", "se-3", "se-4"}
 
 
-def test_backend_frames_carry_the_owners_backend_ip(run_dict):
-    run = run_dict(scenario_dict())
-    rows = fields(run.capture, ["ip.src", "frame.comment"], 'frame.interface_name == "backend" && tcp.dstport == 8080')
-    seen = set()
-    for src, comment in rows:
-        owner = comment.split()[0]
-        assert src == run.ip(owner, "backend"), comment
-        seen.add(owner)
-    assert seen == {"se-1", "se-2", "se-3", "se-4"}
+def test_backend_frames_carry_the_owners_backend_ip(dataplane_net):
+    net = dataplane_net(scenario_dict())
+    owners = set()
+    for sport in range(40000, 40020):
+        syn = syn_from_router(net, sport)
+        net.send("gw.frontend", syn)
+        owner = net.owner_of(syn)
+        snat = Ether(src=net.mac(owner, "backend")) / IP(src=net.ip(owner, "backend"), dst="0.0.0.0", ttl=62) / \
+            TCP(sport=0, dport=8080, flags="S", seq=1000)
+        net.expect(f"{owner}.backend", snat, mask=["eth.dst", "ip.dst", "tcp.srcport"])
+        owners.add(owner)
+    assert owners == {"se-1", "se-2", "se-3", "se-4"}
 
 
 def responses_toward_client(run) -> list[list[str]]:
@@ -177,25 +181,34 @@ def test_primary_weight_sets_the_primarys_share_of_new_flows(run_dict):
     assert by_se["se-1"] < min(by_se[se] for se in ("se-2", "se-3", "se-4"))
 
 
-def new_connections(run) -> list[tuple[str, str]]:
-    """(client ip, server name) of every new backend connection, in order, from the SEs' comments."""
-    rows = fields(run.capture, ["frame.comment"], 'frame.comment contains "new connection to"')
-    return [(c.split(" snat ")[1].split(":")[0], c.split("new connection to ")[1].split()[0]) for (c,) in rows]
+THREE_SERVERS = ["10.20.0.101:8080", "10.20.0.102:8080", "10.20.0.103:8080"]
 
 
-def test_round_robin_takes_servers_in_turn(run_dict):
-    run = run_dict(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.lb_algorithm": "round-robin",
-                                    "pool.servers": ["10.20.0.101:8080", "10.20.0.102:8080", "10.20.0.103:8080"]}))
-    servers = [server for _, server in new_connections(run)]
-    assert len(servers) > 20
-    assert servers == [f"server-{i % 3 + 1}" for i in range(len(servers))]
+def server_of_new_connection(net, client: str, sport: int) -> str:
+    """Send a client's SYN and return the pool server the owner SE opened a connection to."""
+    net.send("gw.frontend", syn_from_router(net, sport, client))
+    opened = net.expect("backend", Ether() / IP(src="0.0.0.0", dst="0.0.0.0") / TCP(dport=8080, flags="S", seq=1000),
+                        mask=["eth.addr", "ip.addr", "ip.ttl", "ip.id", "tcp.srcport", "tcp.window", "tcp.options"])
+    return IP(opened.frame[14:]).dst
 
 
-def test_consistent_hash_keeps_a_client_on_one_server(run_dict):
-    run = run_dict(scenario_dict(**{"pool.lb_algorithm": "consistent-hash",
-                                    "pool.servers": ["10.20.0.101:8080", "10.20.0.102:8080", "10.20.0.103:8080"]}))
+def test_round_robin_takes_servers_in_turn(dataplane_net):
+    net = dataplane_net(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.lb_algorithm": "round-robin",
+                                         "pool.servers": THREE_SERVERS, "pool.health_monitor": {"type": "none"}}))
+    servers = [server_of_new_connection(net, CLIENT, sport) for sport in range(40000, 40009)]
+    assert servers == ["10.20.0.101", "10.20.0.102", "10.20.0.103"] * 3
+
+
+def test_consistent_hash_keeps_a_client_on_one_server(dataplane_net):
+    net = dataplane_net(scenario_dict(**{"pool.lb_algorithm": "consistent-hash", "pool.servers": THREE_SERVERS,
+                                         "pool.health_monitor": {"type": "none"}}))
     by_client: dict[str, set[str]] = {}
-    for client, server in new_connections(run):
-        by_client.setdefault(client, set()).add(server)
-    assert len(by_client) > 5 and all(len(s) == 1 for s in by_client.values()), "same client, same server, any SE"
+    owners: dict[str, set[str]] = {}
+    for number in range(12):
+        client = f"203.0.113.{number + 10}"
+        for sport in range(40000, 40004):
+            by_client.setdefault(client, set()).add(server_of_new_connection(net, client, sport))
+            owners.setdefault(client, set()).add(net.owner_of((client, sport, VIP, 80)))
+    assert all(len(s) == 1 for s in by_client.values()), "same client, same server, whichever SE serves it"
+    assert any(len(s) > 1 for s in owners.values()), "the client's connections were spread over SEs"
     assert len(set().union(*by_client.values())) > 1

@@ -98,7 +98,8 @@ def test_wrong_owner(dataplane_net):
         "E*capture: */capture.pcapng (written when the test ends)",
     ])
     assert not re.search(r"^E?\s*0000  [0-9A-F]{2} ", result.stdout.str(), re.M), "no hex dump"
-    assert "3 frames seen there by 10.000000000 s (1 sent by the test), none matching" in result.stdout.str()
+    # expect settles only as far as the frames need: the ARP exchange, not the scenario's duration
+    assert "3 frames seen there by 0.000040000 s (1 sent by the test), none matching" in result.stdout.str()
 
 
 def test_a_neutron_response_bypassing_the_primary_shows_the_port_security_drop(pytester):

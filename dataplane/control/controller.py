@@ -94,7 +94,7 @@ class Controller:
         self.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
                  vip=frames.ip_text(self.vs.vip))
         for event in self.timeline:
-            self.sim.at(seconds(event.at), self._dispatch, event, priority=URGENT)
+            self.sim.at(seconds(event.at), self.dispatch, event, priority=URGENT)
         self.cpu.start()
         self.sim.every(seconds(IDLE_SWEEP_INTERVAL), self._expire_idle)
 
@@ -105,7 +105,8 @@ class Controller:
             if se.alive:
                 self.expired["nat"] += se.expire_idle()
 
-    def _dispatch(self, event) -> None:
+    def dispatch(self, event) -> None:
+        """Carry out one ``[[events]]`` action now; a refusal is logged as ``<action>.refused``."""
         handler: Callable = getattr(self, f"do_{event.action}")
         try:
             handler(event)

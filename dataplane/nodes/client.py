@@ -61,6 +61,8 @@ class ClientConnection:
     deadline: int = 0
     rto: int = INITIAL_RTO
     unacked: int = 0
+    opened_ns: int = 0
+    closed_ns: int | None = None
 
     @property
     def tuple_text(self) -> str:
@@ -88,7 +90,8 @@ class Client(Host):
     def open(self, number: int) -> ClientConnection:
         sport = self._free_port()
         proto = frames.PROTO_UDP if self.target.proto == frames.PROTO_UDP else frames.PROTO_TCP
-        conn = ClientConnection(self, number, sport, proto, requests_left=self.traffic.requests_per_connection)
+        conn = ClientConnection(self, number, sport, proto, requests_left=self.traffic.requests_per_connection,
+                                opened_ns=self.sim.now)
         self.connections[sport] = conn
         self.runtime.counters.flow_opened()
         if proto == frames.PROTO_TCP:
@@ -180,6 +183,7 @@ class Client(Host):
             conn.timer = None
         conn.state = advance(conn.state, event)
         conn.outcome = outcome
+        conn.closed_ns = self.sim.now
         self.connections.pop(conn.sport, None)
         self.runtime.counters.flow_closed(outcome)
 

@@ -121,7 +121,7 @@ class NatTable:
             nat.closing = True
             self.on_closed(nat)
         if linger:
-            self.clock.post(NAT_LINGER, self._forget, (nat,))
+            self.clock.after(NAT_LINGER, self._forget, nat)  # a timer, not a frame in flight
         else:
             self._forget(nat)
 

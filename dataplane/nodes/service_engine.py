@@ -27,7 +27,7 @@ from ..clock import NS_PER_S
 from ..l2 import Segment
 from ..scenario import Pool, SeGroup
 from ..wire import arp, frames
-from ..wire.frames import ACK, RST, SYN, ZERO_MAC
+from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
 from ..wire.headers import IP_DST, IP_PROTO, IP_SRC
 from . import flow_probe
 from .context import PoolServer, Runtime, ServedService
@@ -94,7 +94,7 @@ class ServiceEngine(Node):
         self.sim.post(self.delay_ns, send, args)
 
     def peer(self, name: str) -> "ServiceEngine":
-        return self.registry.se(name)
+        return self.registry.nodes[name]
 
     # -- frontend --------------------------------------------------------------
 
@@ -227,16 +227,17 @@ class ServiceEngine(Node):
     # -- service (source NAT) --------------------------------------------------
 
     def _serve(self, frame: bytes, view: frames.FlowView, why: str) -> None:
-        nat = self.nat.get(view.src, view.sport, view.proto)
+        nat = self.nat.by_client.get((view.src, view.sport, view.proto))
         if nat is None:
             nat = self._open(frame, view, why)
             if nat is None:
                 return
             why = f"{why}, new connection to {nat.server.name} by {self.selector.algorithm}"
         nat.last_ns = self.sim.now
-        self.nat.track(nat, view.flags, from_client=True)
+        if view.flags & (FIN | RST) or nat.fin_from_server:  # the common data packet skips the close rules
+            self.nat.track(nat, view.flags, from_client=True)
         if view.proto == frames.PROTO_TCP:
-            nat.client_next = frames.next_sequence(frames.tcp_seq_ack(frame)[0], view.flags, view.payload_len)
+            nat.client_next = frames.next_sequence(view.seq, view.flags, view.payload_len)
         out = nat.to_server.apply(frame, self.arp_cache.get(nat.server.ip, ZERO_MAC), self.backend.mac)
         self.later(self.send_ip, self.backend, nat.server.ip, out,
                    f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})")
@@ -282,14 +283,15 @@ class ServiceEngine(Node):
 
     def _from_server(self, frame: bytes) -> None:
         view = frames.FlowView(frame)
-        nat = self.nat.for_port(view.proto, view.dport)
+        nat = self.nat.by_port.get((view.proto, view.dport))
         if nat is None or view.src != nat.server.ip:
             self.drop("se_no_nat_entry")
             return
         nat.last_ns = self.sim.now
-        self.nat.track(nat, view.flags, from_client=False)
+        if view.flags & (FIN | RST) or nat.fin_from_client:
+            self.nat.track(nat, view.flags, from_client=False)
         if view.proto == frames.PROTO_TCP:
-            nat.server_next = frames.next_sequence(frames.tcp_seq_ack(frame)[0], view.flags, view.payload_len)
+            nat.server_next = frames.next_sequence(view.seq, view.flags, view.payload_len)
         back = nat.to_client.apply(frame, self.arp_cache.get(self.paths.client_next_hop, ZERO_MAC),
                                    self.frontend.mac)
         self.to_client(back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")

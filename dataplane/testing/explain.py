@@ -62,18 +62,38 @@ def missing(place: Place, matcher: Mask, dropped: bool, seen: list[Seen], now_ns
     lines.append(_what_was_seen(place, here, now_ns, drained))
     candidates, where_note = (here, "") if here else (seen, " elsewhere")
     own = [s for s in candidates if not s.by_test] or candidates  # the test's own frames are rarely news
-    scored = sorted((_compare(matcher, s) + (s,) for s in own), key=lambda t: (len(t[0]), t[2].index))
+    kind_of = stack(matcher.expected)
+    alike = [s for s in own if _same_kind(kind_of, s.frame)]  # an ARP frame says nothing about a missing TCP one
+    if own and not alike:
+        lines.append(f"no {'/'.join(kind_of)} frame was seen{where_note or ' there'} to compare with")
+    scored = sorted((_compare(matcher, s) + (s,) for s in alike), key=lambda t: (len(t[0]), t[2].index))
     for rank, (diffs, tunnel_note, s) in enumerate(scored[:NEAREST]):
         lines.extend(_nearest(rank, diffs, tunnel_note, s, dropped, where_note))
     lines.append(_artefact_note(artefact))
     return "\n".join(line for line in lines if line)
 
 
+def stack(frame: bytes) -> tuple[str, ...]:
+    """A frame's protocols, outermost first, in the field table's names: ("eth", "ip", "tcp")."""
+    return tuple(dict.fromkeys(_protocol(f.name) for f in layout(frame).fields))
+
+
+def _protocol(field_name: str) -> str:
+    parts = field_name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "inner" else parts[0]
+
+
+def _same_kind(kind: tuple[str, ...], frame: bytes) -> bool:
+    """The frame has the expected protocol stack, or carries a frame that has it inside its VXLAN tunnel."""
+    have = stack(frame)
+    return have == kind or tuple(p[6:] for p in have if p.startswith("inner.")) == kind
+
+
 def _what_was_seen(place: Place, here: list[Seen], now_ns: int, drained: bool) -> str:
     now = f"{now_ns / NS_PER_S:.9f} s"
     if not here:
-        return (f"nothing was seen at {place.text} (virtual time now {now}; the queue "
-                f"{'drained' if drained else 'still has events'})")
+        return (f"nothing was seen at {place.text} (virtual time now {now}; "
+                f"{'nothing is in flight' if drained else 'frames are still in flight'})")
     matched = sum(s.consumed and not s.by_test for s in here)
     sent = sum(s.by_test for s in here)
     parts = [f"{sent} sent by the test"] * bool(sent) + [f"{matched} matched by earlier expectations"] * bool(matched)
@@ -84,7 +104,7 @@ def _what_was_seen(place: Place, here: list[Seen], now_ns: int, drained: bool) -
 def _nearest(rank: int, diffs: list, tunnel_note: str, s: Seen, dropped: bool, where_note: str) -> list[str]:
     """One near frame: its label and state, how far it is, its comment, dissection and differing fields."""
     title = "nearest" if rank == 0 else "next nearest"
-    state = " [sent by the test]" if s.by_test else \
+    state = " [sent by the test]" if s.by_test else " [cleared by discard()]" if s.discarded else \
         " [already matched by an earlier expect]" if s.consumed else ""
     if s.dropped != dropped:
         state += " [dropped]" if s.dropped else " [not dropped]"

@@ -6,13 +6,16 @@ crosses a segment (through ``Network.observers``), sends test frames from a
 test port or from a node's NIC, and checks what was seen.  The verbs:
 
 - ``send(where, frame)``: put a frame on the wire now;
-- ``run(until=None)``: run the event queue (see ``run`` for the rule);
+- ``settle()``: run until no frame is in flight (the clock moves no further
+  than the frames need); ``advance(seconds)`` and ``run(until=...)`` move
+  the clock on purpose;
 - ``expect(where, frame, mask=...)``: consume the first unconsumed frame seen
   at ``where`` that matches; on failure, explain with a field-level diff
-  against the nearest frames seen there, each with its decision comment;
+  against the nearest frames of the same kind, each with its decision comment;
 - ``expect_none(where)`` and ``expect_no_other()``: nothing (else) was seen,
-  once the queue has drained - there are no wall-clock timeouts;
-- ``owner_of(flow)``: which SE the primary's flow table gives a flow to.
+  once nothing is in flight - there are no wall-clock timeouts;
+- ``owner_of(flow)``: which SE the primary's flow table gives a flow to;
+- the control-plane verbs and ``wait_for`` of ``ControlVerbs``.
 
 ``where`` is a segment name (``"frontend"``) or a NIC (``"gw.frontend"``,
 or a node with one NIC: ``"server-1"``).  A NIC sees the frames on its
@@ -29,12 +32,14 @@ from __future__ import annotations
 import io
 from typing import Any, Callable, Iterable
 
-from ..clock import seconds
+from ..clock import NS_PER_S
+from ..clock import seconds as ns_from_seconds
 from ..l2 import Nic, Segment
 from ..wire import frames
 from ..wire.headers import ETH_SRC
 from ..wire.masks import Mask
 from . import explain
+from .control_verbs import ControlVerbs
 from .explain import summarize
 from .golden import assert_matches_golden
 from .seen import Place, Seen
@@ -67,7 +72,7 @@ def _as_bytes(frame: Any) -> bytes:
 Ignore = Callable[[Seen], bool] | str
 
 
-class DataplaneNet:
+class DataplaneNet(ControlVerbs):
     """A started network with packet-test verbs.  Build it with ``start_network``."""
 
     def __init__(self, network, capture_buffer: io.BytesIO | None = None, horizon: float | None = None,
@@ -75,13 +80,14 @@ class DataplaneNet:
         self.network = network
         self.sim = network.sim
         self.capture_buffer = capture_buffer
-        #: Longest stretch of virtual time one ``run()`` covers when the queue does not drain.
-        self.horizon_ns = seconds(horizon if horizon is not None else network.scenario.duration)
+        #: Longest stretch of virtual time one ``settle()`` covers when frames never stop (generated traffic).
+        self.horizon_ns = ns_from_seconds(horizon if horizon is not None else network.scenario.duration)
         self.seen: list[Seen] = []
         self.verdicts: list[str] = []
         self._captured_count = 0
         self._ignore = [self._ignore_rule(rule) for rule in ignore]
         self._test_node = _TestPortNode()
+        self._events_taken: set[int] = set()
         #: Where the pytest plugin will keep this network's capture (set by the fixture).
         self.artefact = None
         network.observers.append(self._observe)
@@ -175,31 +181,48 @@ class DataplaneNet:
             self._test_node.nics[name] = nic
         return nic
 
-    def run(self, until: float | None = None) -> None:
-        """Run the event queue.
+    @property
+    def now(self) -> float:
+        """The current virtual time in seconds (read-only: ``settle``, ``advance`` and ``run`` move it)."""
+        return self.sim.now / NS_PER_S
 
-        With ``until`` (absolute virtual seconds): run every event up to that time.
-        Without: run until the queue drains, but at most ``horizon`` seconds of
-        virtual time past now (default: the scenario's duration), because periodic
-        timers (health monitors, generated traffic) may never let it drain.
+    def settle(self) -> None:
+        """Run until no frame is in flight.
+
+        A frame is *in flight* from the moment it is put on a segment (by the test
+        or by any node) until it has been delivered to every NIC it reaches, or
+        dropped; a node's processing delay before it sends keeps its frame in
+        flight too.  So settling delivers every frame already sent and every frame
+        those cause without waiting on a timer: answers, forwards, NAT rewrites,
+        relays, ARP requests and replies and the frames that waited on them.
+        Timers due before the last of those frames run in their turn (a health
+        probe, say); the clock never moves past the last frame event for a
+        timer's sake, so a retransmission or a drain that is still due stays due.
+        At most ``horizon`` seconds pass, in case frames never stop (generated traffic).
         """
-        bound = seconds(until) if until is not None else self.sim.now + self.horizon_ns
-        sim = self.sim
-        # Step one instant at a time: Simulator.run(until) would move the clock to
-        # ``until`` even when the queue drains first, and later sends would start there.
-        while True:
-            following = sim.peek()
-            if following is None or following > bound:
-                break
-            sim.run(until_ns=following)
-        if until is not None:
-            sim.now = max(sim.now, bound)
+        self.sim.settle(limit_ns=self.sim.now + self.horizon_ns)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward on purpose, running every event due until then."""
+        if not seconds >= 0:
+            raise ValueError(f"advance needs a time >= 0, got {seconds}")
+        self.sim.run(until_ns=self.sim.now + ns_from_seconds(seconds))
+
+    def run(self, until: float | None = None) -> None:
+        """Run to ``until`` (absolute virtual seconds), every event due until then; without ``until``, settle."""
+        if until is None:
+            self.settle()
+            return
+        bound = ns_from_seconds(until)
+        if bound < self.sim.now:
+            raise ValueError(f"cannot run back to {until} s: the clock is at {self.now} s")
+        self.sim.run(until_ns=bound)
 
     def discard(self) -> int:
         """Mark everything seen so far as consumed (e.g. the primary's gratuitous ARP); return how many."""
         fresh = [s for s in self.seen if not s.consumed]
         for s in fresh:
-            s.consumed = True
+            s.consumed = s.discarded = True
         return len(fresh)
 
     # -- checking ----------------------------------------------------------------
@@ -210,7 +233,8 @@ class DataplaneNet:
 
         ``frame`` is bytes, a Scapy packet or a ``Mask``; ``mask`` names don't-care
         fields (``["ip.ttl", "tcp.seq"]``) or is a ``Mask``.  If nothing matches
-        yet, the queue is run first (``run()``), so "not seen" means "never sent".
+        yet, it settles (``settle()``) and looks again, so "not seen" means "never
+        sent" without running timers beyond the frames in flight.
         ``dropped=True`` matches a frame that port security dropped instead.
         """
         if isinstance(frame, Mask):
@@ -222,10 +246,10 @@ class DataplaneNet:
         place = self.place(where)
         found = self._find(place, matcher, dropped)
         if found is None:
-            self.run()
+            self.settle()
             found = self._find(place, matcher, dropped)
         if found is None:
-            message = explain.missing(place, matcher, dropped, self.seen, self.sim.now, self.sim.peek() is None,
+            message = explain.missing(place, matcher, dropped, self.seen, self.sim.now, not self.sim.in_flight(),
                                       self.artefact)
             self.verdicts.append(f"FAILED expect at {place.text}")
             raise AssertionError(message)
@@ -240,8 +264,8 @@ class DataplaneNet:
         return None
 
     def expect_none(self, where: str, frame=None, mask: Mask | Iterable[str] | None = None) -> None:
-        """Run until the queue drains; fail if an unconsumed frame (matching ``frame``, if given) was seen at ``where``."""
-        self.run()
+        """Settle; fail if an unconsumed frame (matching ``frame``, if given) was seen at ``where``."""
+        self.settle()
         place = self.place(where)
         matcher = None if frame is None else (mask if isinstance(mask, Mask) else Mask(_as_bytes(frame), mask or ()))
         unwanted = [s for s in self.seen if not s.consumed and place.covers(s) and not self._ignored(s)
@@ -252,8 +276,8 @@ class DataplaneNet:
         self.verdicts.append(f"ok expect_none at {place.text}")
 
     def expect_no_other(self, ignore: Iterable[Ignore] = ()) -> None:
-        """Run until the queue drains; fail if any frame seen anywhere was not consumed by an ``expect``."""
-        self.run()
+        """Settle; fail if any frame seen anywhere was not consumed by an ``expect``."""
+        self.settle()
         rules = self._ignore + [self._ignore_rule(r) for r in ignore]
         unwanted = [s for s in self.seen if not s.consumed and not any(rule(s) for rule in rules)]
         if unwanted:
@@ -270,10 +294,12 @@ class DataplaneNet:
         """Return the SE that owns ``flow`` in the primary's flow table, or None.
 
         ``flow`` is ``(src, sport, dst, dport[, proto])`` with proto a number or
-        "tcp"/"udp" (default: the VS protocol), or a client-to-VIP frame.
+        "tcp"/"udp" (default: the VS protocol), or a client-to-VIP frame.  It settles
+        first, so it answers right after ``send``.
         """
         from .. import flowhash
 
+        self.settle()
         vs = self.network.vs
         if isinstance(flow, tuple):
             src, sport, dst, dport, *rest = flow

@@ -27,6 +27,7 @@ class Seen:
     dropped: bool
     consumed: bool = False
     by_test: bool = False  # sent by the test itself (consumed from the start)
+    discarded: bool = False  # cleared by discard()
 
     def label(self) -> str:
         number = f"#{self.number}" if self.number is not None else "(uncaptured)"

@@ -34,6 +34,7 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
 _UDP = struct.Struct("!HHHH")
 _PORTS = struct.Struct("!HH")
+_TCP_HEAD = struct.Struct("!HHI4xBB")  # ports, sequence number, data offset, flags
 _U16 = struct.Struct("!H")
 _SEQ_ACK = struct.Struct("!II")
 _VXLAN = struct.Struct("!B3xI")
@@ -72,21 +73,21 @@ def l4_offset(frame: bytes) -> int:
 
 
 class FlowView:
-    """The fields of one IPv4 TCP/UDP frame that forwarding decisions read."""
+    """The fields of one IPv4 TCP/UDP frame that forwarding decisions read (``seq`` is 0 for UDP)."""
 
-    __slots__ = ("ihl", "proto", "src", "dst", "sport", "dport", "flags", "payload_len")
+    __slots__ = ("ihl", "proto", "src", "dst", "sport", "dport", "seq", "flags", "payload_len")
 
     def __init__(self, frame: bytes):
         ver_ihl, total_len, self.proto, self.src, self.dst = _IP_FIELDS.unpack_from(frame, ETH_LEN)
         ihl = (ver_ihl & 0x0F) * 4
         self.ihl = ihl
         l4 = ETH_LEN + ihl
-        self.sport, self.dport = _PORTS.unpack_from(frame, l4)
         if self.proto == PROTO_TCP:
-            self.flags = frame[l4 + 13]
-            self.payload_len = total_len - ihl - (frame[l4 + 12] >> 4) * 4
+            self.sport, self.dport, self.seq, offset, self.flags = _TCP_HEAD.unpack_from(frame, l4)
+            self.payload_len = total_len - ihl - (offset >> 4) * 4
         else:
-            self.flags = 0
+            self.sport, self.dport = _PORTS.unpack_from(frame, l4)
+            self.seq = self.flags = 0
             self.payload_len = total_len - ihl - 8
 
     def describe(self) -> str:
@@ -105,12 +106,14 @@ def is_ipv4_l4(frame: bytes) -> bool:
     return kind == ETHERTYPE_IPV4 and frame[IP_PROTO] in (PROTO_TCP, PROTO_UDP) and not frag & IPV4_FRAGMENT_BITS
 
 
+# The helpers below inline l4_offset: they run for most frames.
+
 def tcp_seq_ack(frame: bytes) -> tuple[int, int]:
-    return _SEQ_ACK.unpack_from(frame, l4_offset(frame) + 4)
+    return _SEQ_ACK.unpack_from(frame, IP + (frame[IP] & 0x0F) * 4 + 4)
 
 
 def tcp_window(frame: bytes) -> int:
-    return _U16.unpack_from(frame, l4_offset(frame) + 14)[0]
+    return _U16.unpack_from(frame, IP + (frame[IP] & 0x0F) * 4 + 14)[0]
 
 
 def tcp_flags(frame: bytes) -> int:
@@ -118,12 +121,12 @@ def tcp_flags(frame: bytes) -> int:
 
 
 def tcp_payload(frame: bytes) -> bytes:
-    l4 = l4_offset(frame)
+    l4 = IP + (frame[IP] & 0x0F) * 4
     return frame[l4 + (frame[l4 + 12] >> 4) * 4:]
 
 
 def udp_payload(frame: bytes) -> bytes:
-    return frame[l4_offset(frame) + 8:]
+    return frame[IP + (frame[IP] & 0x0F) * 4 + 8:]
 
 
 def next_sequence(seq: int, flags: int, payload_len: int) -> int:
