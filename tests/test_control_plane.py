@@ -352,3 +352,26 @@ def test_scale_out_is_refused_when_no_address_is_left(run_dict):
                    {"at": 9.0, "action": "scale_out"}, {"at": 13.0, "action": "scale_out"}]}))
     assert [e["se"] for e in events_of(run, "scale_out.completed")] == ["se-2", "se-3", "se-4"]
     assert "no free address" in events_of(run, "scale_out.refused")[0]["reason"]
+
+
+def test_the_timeline_keeps_a_bounded_number_of_points_per_series():
+    from dataplane.control.timeline import MAX_POINTS, Timeline
+    year = 365 * 86400.0
+    timeline = Timeline(year)
+    for second in range(1, 3 * timeline.bucket + 1):
+        timeline.record(float(second), "se-1", 10.0 * (second % 2), 1, second)
+        if second > timeline.bucket:
+            timeline.record(float(second), "se-2", 50.0, 2, 7)
+    summary = timeline.summary()
+    assert summary["bucket_s"] == 8760 and len(range(0, int(year), summary["bucket_s"])) <= MAX_POINTS
+    assert summary["t"] == [8760.0, 17520.0, 26280.0]
+    assert summary["cpu"]["se-1"] == [5.0, 5.0, 5.0] and summary["cpu"]["se-2"] == [None, 50.0, 50.0]
+    assert summary["new_flows"]["se-1"] == [8760] * 3 and summary["active_connections"]["se-2"] == [None, 7, 7]
+
+
+def test_summary_has_a_per_second_timeline_of_each_se(run_dict):
+    run = run_dict(scenario_dict(**{"virtual_service.placement": ["se-1", "se-2"]}))
+    timeline = run.summary["timeline"]
+    assert timeline["bucket_s"] == 1 and timeline["t"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert sum(sum(v) for v in timeline["new_flows"].values()) == run.summary["flows"]["total"]
+    assert max(timeline["active_connections"]["se-2"]) > 0

@@ -19,6 +19,7 @@ from ..clock import NS_PER_S, Simulator, seconds
 from ..errors import Refused
 from ..nodes.context import Registry
 from ..scenario import SeGroup
+from .timeline import Timeline
 from .virtual_service import VirtualService
 
 SAMPLE_PERIOD_S = 1
@@ -53,7 +54,9 @@ class CpuMonitor:
         self.latest: dict[str, float] = {}
         self.window: dict[str, list[float]] = {}
         self.peak: dict[str, float] = {}
-        self.totals: dict[str, list[float]] = {}
+        self.total: dict[str, list[float]] = {}  # se -> [sum of samples, samples]: the run's mean, in constant memory
+        self.timeline = Timeline(duration)
+        self.last_flows: dict[str, int] = {}
 
     def start(self) -> None:
         until = seconds(self.duration) + 1
@@ -71,7 +74,13 @@ class CpuMonitor:
             self.latest[se.name] = percent
             self.window.setdefault(se.name, []).append(percent)
             self.peak[se.name] = max(self.peak.get(se.name, 0.0), percent)
-            self.totals.setdefault(se.name, []).append(percent)
+            total = self.total.setdefault(se.name, [0.0, 0])
+            total[0] += percent
+            total[1] += 1
+            flows = self.vs.flows_by_se.get(se.name, 0)
+            self.timeline.record(self.sim.now / NS_PER_S, se.name, percent, flows - self.last_flows.get(se.name, 0),
+                                 len(se.nat))
+            self.last_flows[se.name] = flows
 
     def evaluate(self) -> None:
         serving = [name for name in self.vs.members if self.window.get(name)]
@@ -107,6 +116,6 @@ class CpuMonitor:
             self.controller.refuse(action, f"autoscale: {refusal}")
 
     def summary(self) -> dict:
-        return {name: {"average": round(sum(v) / len(v), 2), "peak": round(self.peak[name], 2)}
-                for name, v in sorted(self.totals.items()) if v}
+        return {name: {"average": round(total / samples, 2), "peak": round(self.peak[name], 2)}
+                for name, (total, samples) in sorted(self.total.items()) if samples}
 

@@ -397,5 +397,6 @@ class Controller:
             "steering_share": {name: round(share, 4) for name, share in self.vs.share().items()},
             "se_states": {name: self.describe(name) for name in sorted(self.lifecycle.states)},
             "cpu": self.cpu.summary(),
+            "timeline": self.cpu.timeline.summary(),
             "expired_idle": dict(self.expired),
         }
