@@ -64,9 +64,12 @@ def fields(capture: Path, names: list[str], display_filter: str = "", *extra: st
 
 
 def assert_passes_gate(capture: Path) -> None:
-    """docs/design.md ("How we check it"): checksums validated, nothing malformed, no expert error, tunnel decoded (``dataplane check``)."""
+    """docs/design.md ("How we check it"): checksums validated, nothing malformed, no expert error, tunnel decoded.
+
+    The one exception is a frame a test forged broken on purpose: its comment says "[malformed: ...]".
+    """
     assert shutil.which("tshark"), "tshark is required by the test suite (apt-get install tshark)"
-    findings = check.check_capture(capture, use_tshark=True)
+    findings = [f for f in check.check_capture(capture, use_tshark=True) if "[malformed: " not in f.comment]
     assert not findings, f"{capture} fails the tshark gate:\n{check.format_findings(findings)}"
 
 

@@ -7,6 +7,16 @@ it to its tap (the capture) exactly once.  With port security on (Neutron),
 a frame whose source IP (IPv4 source, or ARP sender address) is not allowed
 on the sending port is dropped and counted by reason, as Neutron's
 anti-spoofing rules do.
+
+A segment carries Ethernet frames of 14 to ``MAX_FRAME`` bytes (a jumbo MTU,
+so that the SE-to-SE tunnel's 50 bytes of VXLAN fit around a full-size
+frame); anything else is dropped at the port, captured with the reason.
+
+Like a hypervisor's virtual switch, it knows the MAC of every NIC attached to
+it (static entries), so a frame that forges a NIC's source MAC cannot draw
+that NIC's traffic to another port; it learns only other addresses (a test
+port's), at most ``MAC_TABLE_SIZE`` of them, and like a switch whose table is
+full it floods frames for addresses it could not learn.
 """
 
 from __future__ import annotations
@@ -16,7 +26,10 @@ from typing import Callable, Protocol
 
 from ..clock import Simulator
 from ..wire.frames import ethertype, ip_text
-from ..wire.headers import ARP_SENDER_IP, ETH_DST, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, IP_SRC
+from ..wire.headers import ARP_SENDER_IP, ETH_DST, ETH_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, IP_SRC
+
+MAX_FRAME = 9014  # a 9000-byte MTU plus the Ethernet header
+MAC_TABLE_SIZE = 8192
 
 
 class Receiver(Protocol):
@@ -33,7 +46,7 @@ class Nic:
 
     __slots__ = ("node", "name", "mac", "ip", "segment", "allowed_ips", "up")
 
-    def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes, segment: "Segment"):
+    def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes, segment: "Segment", static: bool = True):
         self.node = node
         self.name = name
         self.mac = mac
@@ -42,7 +55,7 @@ class Nic:
         #: Source IPs port security lets out of this port; None means any (a router port).
         self.allowed_ips: set[bytes] | None = {ip}
         self.up = True
-        segment.attach(self)
+        segment.attach(self, static=static)
 
     @property
     def label(self) -> str:
@@ -66,31 +79,40 @@ class Segment:
         self.tap = tap
         self.ports: list[Nic] = []
         self.mac_table: dict[bytes, Nic] = {}
+        self.static: set[bytes] = set()
         self.frames = 0
         self.drops: Counter[str] = Counter()
 
-    def attach(self, nic: Nic) -> None:
+    def attach(self, nic: Nic, static: bool = True) -> None:
         self.ports.append(nic)
+        if static:
+            self.static.add(nic.mac)
+            self.mac_table[nic.mac] = nic
 
     def detach(self, nic: Nic) -> None:
         self.ports.remove(nic)
+        self.static.discard(nic.mac)
         for mac in [m for m, port in self.mac_table.items() if port is nic]:
             del self.mac_table[mac]
 
     def transmit(self, sender: Nic, frame: bytes, comment: str) -> None:
         self.frames += 1  # every frame put on the wire is captured, a dropped one too
+        if not ETH_LEN <= len(frame) <= MAX_FRAME:
+            self._drop("frame_size", frame, f"{comment} [DROPPED: a {len(frame)}-byte frame does not fit "
+                                            f"Ethernet ({ETH_LEN}..{MAX_FRAME} bytes)]")
+            return
         if self.port_security and sender.allowed_ips is not None:
             spoofed = self._spoofed_source(sender, frame)
             if spoofed is not None:
-                self.drops["port_security"] += 1
-                if self.tap:
-                    self.tap(self.index, self.sim.now, frame,
-                             f"{comment} [DROPPED by port security: source {spoofed} "
-                             f"not allowed on port {sender.label}]")
+                self._drop("port_security", frame, f"{comment} [DROPPED by port security: source {spoofed} "
+                                                   f"not allowed on port {sender.label}]")
                 return
         if self.tap:
             self.tap(self.index, self.sim.now, frame, comment)
-        self.mac_table[frame[ETH_SRC]] = sender
+        table = self.mac_table
+        src = frame[ETH_SRC]
+        if table.get(src) is not sender and src not in self.static and (len(table) < MAC_TABLE_SIZE or src in table):
+            table[src] = sender
         dst = frame[ETH_DST]
         port = self.mac_table.get(dst)
         post = self.sim.post
@@ -103,6 +125,11 @@ class Segment:
             if port is not sender and port.up:
                 post(latency, port.node.receive, (port, frame))
 
+    def _drop(self, reason: str, frame: bytes, comment: str) -> None:
+        self.drops[reason] += 1
+        if self.tap:
+            self.tap(self.index, self.sim.now, frame, comment)
+
     @staticmethod
     def _spoofed_source(sender: Nic, frame: bytes) -> str | None:
         kind = ethertype(frame)
@@ -114,4 +141,4 @@ class Segment:
             return None
         if source in sender.allowed_ips:
             return None
-        return ip_text(source)
+        return ip_text(source) if len(source) == 4 else "(none: the frame is too short to carry one)"

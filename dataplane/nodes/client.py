@@ -21,7 +21,6 @@ from ..l2 import Segment
 from ..scenario import Traffic
 from ..wire import frames
 from ..wire.frames import ACK, FIN, PSH, RST, SYN, ZERO_MAC
-from ..wire.headers import IP_DST
 from .context import Runtime, ServedService
 from .host import Host
 from .tcp_state import TcpState, advance
@@ -189,11 +188,10 @@ class Client(Host):
 
     # -- receiving -------------------------------------------------------------
 
-    def handle_ip(self, nic, frame: bytes) -> None:
-        if not frames.is_ipv4_l4(frame) or frame[IP_DST] != self.ip:
+    def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
+        if view.dst != self.ip or view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("client_not_for_me")
             return
-        view = frames.FlowView(frame)
         conn = self.connections.get(view.dport)
         if conn is None or view.proto != conn.proto:
             self.drop("client_no_connection")

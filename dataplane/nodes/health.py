@@ -29,7 +29,6 @@ from ..l2 import Nic
 from ..scenario import HealthMonitor as MonitorSpec
 from ..wire import frames, icmp
 from ..wire.frames import ACK, PSH, RST, SYN, ZERO_MAC
-from ..wire.headers import IP_PROTO
 from .context import PoolServer, Runtime
 from .nat import PortRing
 from .server_selection import ServerSelector
@@ -131,24 +130,20 @@ class HealthMonitor:
                                  seq, ack, flags, payload, se.next_ident(), mss=frames.TCP_MSS if flags & SYN else None)
         self._send(server, frame, what)
 
-    def answers(self, frame: bytes) -> bool:
-        """Cheap pre-check on the hot path: could ``frame`` answer a probe (ICMP, or a probe port)?"""
-        if frame[IP_PROTO] == frames.PROTO_ICMP:
-            return True
-        dport_at = frames.l4_offset(frame) + 2
-        return len(frame) >= dport_at + 2 and int.from_bytes(frame[dport_at:dport_at + 2], "big") >= PROBE_PORTS[0]
+    def answers(self, view: frames.FlowView) -> bool:
+        """Cheap pre-check on the hot path: could this frame answer a probe (ICMP, or a probe port)?"""
+        return view.proto == frames.PROTO_ICMP or view.dport >= PROBE_PORTS[0]
 
-    def handle(self, frame: bytes) -> bool:
+    def handle(self, frame: bytes, view: frames.FlowView) -> bool:
         """Consume a backend frame that answers one of our probes; return False for anything else."""
-        echo = icmp.parse_icmp_echo(frame)
+        echo = icmp.parse_icmp_echo(frame, view)
         if echo is not None:
             probe = self.pending.get(echo[1])
             if echo[0] == icmp.ECHO_REPLY and probe is not None and probe.isn == echo[2]:
                 self._result(probe, True, "echo reply")
             return probe is not None
-        if not frames.is_ipv4_l4(frame) or frame[IP_PROTO] != frames.PROTO_TCP:
+        if view.fragment or view.proto != frames.PROTO_TCP:
             return False
-        view = frames.FlowView(frame)
         probe = self.pending.get(view.dport)
         if probe is None or view.src != probe.server.ip:
             return self.finished.get(view.dport) == view.src
@@ -164,7 +159,7 @@ class HealthMonitor:
             self._send_tcp(probe, ack, seq + 1, PSH | ACK, request, f"request {self.spec.http_request!r}")
             probe.established = True
         elif view.payload_len and probe.established:
-            code = _status_code(frames.tcp_payload(frame))
+            code = _status_code(view.payload(frame))
             _, rst_seq = frames.tcp_seq_ack(frame)
             self._send_tcp(probe, rst_seq, 0, RST, b"", "reset after response")
             ok = code is not None and any(_code_matches(code, want) for want in self.spec.http_response_codes)

@@ -14,11 +14,16 @@ from __future__ import annotations
 from ..clock import NS_PER_S
 from ..l2 import Nic, Segment
 from ..wire import arp
-from ..wire.frames import ip_text, mac_text
+from ..wire.frames import FlowView, Malformed, ip_text, mac_text
 from ..wire.headers import BROADCAST, ETH_TYPE, ETHERTYPE_ARP_BYTES, ETHERTYPE_IPV4_BYTES, ZERO_MAC
 from .context import Runtime
 
 ARP_RETRIES = 3
+#: Bounds as Linux's neighbour table has them: frames queued per unresolved address (unres_qlen), addresses
+#: being resolved at once, and entries kept (the oldest learned goes first).
+ARP_QUEUE = 101
+ARP_PENDING = 1024
+ARP_CACHE = 65536
 
 
 def mac_for(ip: bytes, nic_index: int = 0) -> bytes:
@@ -65,11 +70,18 @@ class Node:
             return
         kind = frame[ETH_TYPE]
         if kind == ETHERTYPE_IPV4_BYTES:
-            self.handle_ip(nic, frame)
+            try:
+                view = FlowView(frame)  # the one bounds-checked parse: everything after it may trust the view
+            except Malformed as defect:
+                self.drop(f"malformed_{defect.reason}")
+                return
+            self.handle_ip(nic, frame, view)
         elif kind == ETHERTYPE_ARP_BYTES:
             self.handle_arp(nic, frame)
+        else:
+            self.drop("unsupported_ethertype")
 
-    def handle_ip(self, nic: Nic, frame: bytes) -> None:
+    def handle_ip(self, nic: Nic, frame: bytes, view: FlowView) -> None:
         self.drop("no_listener")
 
     def answers_arp_for(self, nic: Nic, ip: bytes) -> bool:
@@ -78,6 +90,7 @@ class Node:
     def handle_arp(self, nic: Nic, frame: bytes) -> None:
         parsed = arp.parse_arp(frame)
         if parsed is None:
+            self.drop("malformed_arp")
             return
         op, sender_mac, sender_ip, _, target_ip = parsed
         mine = self.answers_arp_for(nic, target_ip)
@@ -94,7 +107,10 @@ class Node:
         return ""
 
     def learn(self, ip: bytes, mac: bytes) -> None:
-        self.arp_cache[ip] = mac
+        cache = self.arp_cache
+        if ip not in cache and len(cache) >= ARP_CACHE:
+            del cache[next(iter(cache))]
+        cache[ip] = mac
         waiting = self._arp_waiting.pop(ip, None)
         for nic, frame, comment in waiting or ():
             nic.send(mac + frame[6:], comment)
@@ -110,7 +126,13 @@ class Node:
             return
         waiting = self._arp_waiting.get(next_hop)
         if waiting is not None:
+            if len(waiting) >= ARP_QUEUE:
+                waiting.pop(0)
+                self.drop("arp_queue_overflow")
             waiting.append((nic, frame, comment))
+            return
+        if len(self._arp_waiting) >= ARP_PENDING:
+            self.drop("arp_table_full")
             return
         self._arp_waiting[next_hop] = [(nic, frame, comment)]
         self._ask(nic, next_hop, 1)

@@ -78,6 +78,7 @@ class NatTable:
         self.by_client: dict[tuple[bytes, int, int], NatEntry] = {}
         self.by_port: dict[tuple[int, int], NatEntry] = {}
         self.ports = PortRing(*NAT_PORTS)
+        self._in_use: dict[int, int] = {}  # protocol -> ports taken, so a full range is known without a scan
 
     def __len__(self) -> int:
         return len(self.by_client)
@@ -88,15 +89,16 @@ class NatTable:
     def for_port(self, proto: int, nat_port: int) -> NatEntry | None:
         return self.by_port.get((proto, nat_port))
 
-    def free_port(self, proto: int) -> int:
-        port = self.ports.take(lambda candidate: (proto, candidate) in self.by_port)
-        if port is None:
-            raise RuntimeError("NAT port range exhausted")
-        return port
+    def free_port(self, proto: int) -> int | None:
+        """A port of this SE's range free for ``proto``, or None when every one is taken."""
+        if self._in_use.get(proto, 0) >= self.ports.high - self.ports.low + 1:
+            return None
+        return self.ports.take(lambda candidate: (proto, candidate) in self.by_port)
 
     def add(self, nat: NatEntry) -> None:
         self.by_client[(nat.client_ip, nat.client_port, nat.proto)] = nat
         self.by_port[(nat.proto, nat.nat_port)] = nat
+        self._in_use[nat.proto] = self._in_use.get(nat.proto, 0) + 1
 
     def track(self, nat: NatEntry, flags: int, from_client: bool) -> None:
         """Follow a connection's close from either end: a RST ends it, a FIN exchange ends it after
@@ -140,9 +142,11 @@ class NatTable:
     def clear(self) -> None:
         self.by_client.clear()
         self.by_port.clear()
+        self._in_use.clear()
 
     def _forget(self, nat: NatEntry) -> None:
         key = (nat.client_ip, nat.client_port, nat.proto)
         if self.by_client.get(key) is nat:
             del self.by_client[key]
             del self.by_port[(nat.proto, nat.nat_port)]
+            self._in_use[nat.proto] -= 1

@@ -15,7 +15,7 @@ import netaddr
 
 from ..l2 import Nic, Segment
 from ..wire import frames
-from ..wire.headers import IP_DST, IP_SRC, IP_TTL, ZERO_MAC
+from ..wire.headers import ZERO_MAC
 from .context import Runtime
 from .host import Node
 
@@ -39,12 +39,12 @@ class Router(Node):
             return ip in self.client_gateways
         return ip == nic.ip
 
-    def handle_ip(self, nic: Nic, frame: bytes) -> None:
-        dst = frame[IP_DST]
+    def handle_ip(self, nic: Nic, frame: bytes, view: frames.FlowView) -> None:
+        dst = view.dst
         if dst == nic.ip or dst in self.client_gateways:
             self.drop("router_local")
             return
-        if frame[IP_TTL] <= 1:
+        if view.ttl <= 1:
             self.drop("ttl_expired")
             return
         out = self.frontend_nic if self._on_frontend(dst) else self.clients_nic
@@ -54,11 +54,11 @@ class Router(Node):
         routed = frames.decrement_ttl(frame, ZERO_MAC, out.mac)
         notes = self.runtime.notes
         note = notes.pop(frame, None) if notes else None
-        self.send_ip(out, dst, routed, f"{self.name} route {self._describe(frame)} out {out.name}"
+        self.send_ip(out, dst, routed, f"{self.name} route {self._describe(view)} out {out.name}"
                                        + (f" ({note})" if note else ""))
 
     @staticmethod
-    def _describe(frame: bytes) -> str:
-        if frames.is_ipv4_l4(frame):
-            return frames.FlowView(frame).describe()
-        return f"{frames.ip_text(frame[IP_SRC])}>{frames.ip_text(frame[IP_DST])}"
+    def _describe(view: frames.FlowView) -> str:
+        if view.proto in (frames.PROTO_TCP, frames.PROTO_UDP) and not view.fragment:
+            return view.describe()
+        return f"{frames.ip_text(view.src)}>{frames.ip_text(view.dst)}"

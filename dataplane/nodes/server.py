@@ -6,22 +6,34 @@ backend addresses.  It answers each request of ``request_bytes`` with an
 HTTP response of ``response_bytes`` split into MSS-sized segments, replies
 to a FIN with FIN+ACK, and answers a segment for an unknown connection with
 a RST, as a real stack does.  A failed server is silent.
+
+Half-open connections are bounded as Linux bounds them: at most
+``SYN_BACKLOG`` (``tcp_max_syn_backlog``) wait for their final ACK, each
+retransmits its SYN-ACK ``SYNACK_RETRIES`` times on a doubling timer
+(``tcp_synack_retries``) and is forgotten 63 s after the SYN; past the
+backlog the server answers with a SYN cookie and keeps no state until the
+client's ACK proves the handshake (``tcp_syncookies``).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .. import flowhash
+from ..clock import NS_PER_S, Timer
 from ..l2 import Segment
 from ..wire import frames, icmp
 from ..wire.frames import ACK, FIN, PSH, RST, SYN
-from ..wire.headers import ETH_SRC, IP_DST, IP_SRC
+from ..wire.headers import ETH_SRC, IP_SRC
 from .context import Runtime
 from .host import Host
 from .tcp_state import TcpState, advance
 
 UDP_DATAGRAM_MAX = 1472
+SYN_BACKLOG = 256
+SYNACK_RETRIES = 5
+SYNACK_RTO = NS_PER_S
 
 
 def http_response(size: int) -> bytes:
@@ -47,6 +59,9 @@ class ServerConnection:
     sent_of_response: int = 0
     snd_una: int = 0
     window: int = 65535
+    peer_mac: bytes = b""
+    synack_sent: int = 0
+    timer: Timer | None = field(default=None, repr=False)
 
 
 class Server(Host):
@@ -64,14 +79,15 @@ class Server(Host):
         self.request_bytes = request_bytes
         self.response = http_response(response_bytes)
         self.failed = False
+        self.half_open = 0
+        self._cookie_key = random.Random(f"{seed}:{name}:syn-cookies").randbytes(16)  # not from self.rng: ISNs stay
 
-    def handle_ip(self, nic, frame: bytes) -> None:
-        if self.failed or frame[IP_DST] != self.ip:
+    def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
+        if self.failed or view.dst != self.ip:
             return
-        if not frames.is_ipv4_l4(frame):
-            self._answer_ping(frame)
+        if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
+            self._answer_ping(frame, view)
             return
-        view = frames.FlowView(frame)
         if view.dport != self.port:
             if view.proto == frames.PROTO_TCP and not view.flags & RST:
                 self._reset(frame, view, "port closed")
@@ -89,21 +105,22 @@ class Server(Host):
         seq, ack = frames.tcp_seq_ack(frame)
         flags = view.flags
         if flags & RST:
-            self.connections.pop(key, None)
+            if conn is not None:
+                self._forget(key, conn)
             return
         if flags & SYN:
-            if conn is None:
-                conn = ServerConnection(view.src, view.sport, self.rng.getrandbits(32), (seq + 1) & 0xFFFFFFFF)
-                self.connections[key] = conn
-            self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=frames.TCP_MSS)
+            self._syn(frame, view, key, conn, seq)
             return
         if conn is None:
-            self._reset(frame, view, "no such connection")
-            return
+            conn = self._from_cookie(frame, view, key, seq, ack)
+            if conn is None:
+                self._reset(frame, view, "no such connection")
+                return
         if conn.state is TcpState.SYN_RECEIVED and flags & ACK:
             conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
             conn.snd_una = conn.snd_nxt
             conn.state = advance(conn.state, "ack")
+            self._handshake_done(conn)
         if flags & ACK and 0 < (ack - conn.snd_una) & 0xFFFFFFFF <= (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF:
             conn.snd_una = ack
         if flags & ACK:
@@ -118,7 +135,7 @@ class Server(Host):
             while conn.pending >= self.request_bytes:
                 conn.pending -= self.request_bytes
                 self._respond(conn, frame)
-            if conn.pending and frames.tcp_payload(frame).endswith(b"\r\n\r\n"):
+            if conn.pending and view.payload(frame).endswith(b"\r\n\r\n"):
                 # A short HTTP request (a health monitor's GET) ends at its blank line.
                 conn.pending = 0
                 self._respond(conn, frame)
@@ -130,6 +147,61 @@ class Server(Host):
         elif conn.state is TcpState.LAST_ACK and flags & ACK:
             conn.state = advance(conn.state, "ack")
             del self.connections[key]
+
+    # -- handshake: backlog, SYN-ACK retransmission, SYN cookies ---------------------
+
+    def _syn(self, frame: bytes, view: frames.FlowView, key: tuple, conn: ServerConnection | None,
+             seq: int) -> None:
+        if conn is None:
+            if self.half_open >= SYN_BACKLOG:  # no state: the SYN-ACK's sequence number is a cookie
+                self.drop("server_syn_backlog_full")
+                cookie = ServerConnection(view.src, view.sport, self._cookie(view.src, view.sport, seq),
+                                          (seq + 1) & 0xFFFFFFFF)
+                self._send(cookie, frame, cookie.snd_nxt, SYN | ACK, b"", "accept with a syn cookie (backlog full)",
+                           mss=frames.TCP_MSS)
+                return
+            conn = ServerConnection(view.src, view.sport, self.rng.getrandbits(32), (seq + 1) & 0xFFFFFFFF,
+                                    peer_mac=frame[ETH_SRC])
+            self.connections[key] = conn
+            self.half_open += 1
+            conn.timer = self.sim.after(SYNACK_RTO, self._synack_timeout, key, conn)
+        self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=frames.TCP_MSS)
+
+    def _synack_timeout(self, key: tuple, conn: ServerConnection) -> None:
+        if self.connections.get(key) is not conn or conn.state is not TcpState.SYN_RECEIVED:
+            return
+        if conn.synack_sent >= SYNACK_RETRIES or self.failed:
+            self.drop("server_half_open_expired")
+            self._forget(key, conn)
+            return
+        conn.synack_sent += 1
+        self._send(conn, None, conn.snd_nxt, SYN | ACK, b"", f"retransmit syn-ack ({conn.synack_sent})",
+                   mss=frames.TCP_MSS)
+        conn.timer = self.sim.after(SYNACK_RTO << conn.synack_sent, self._synack_timeout, key, conn)
+
+    def _handshake_done(self, conn: ServerConnection) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+            self.half_open -= 1
+
+    def _forget(self, key: tuple, conn: ServerConnection) -> None:
+        if conn.state is TcpState.SYN_RECEIVED:
+            self._handshake_done(conn)
+        self.connections.pop(key, None)
+
+    def _cookie(self, peer: bytes, port: int, seq: int) -> int:
+        return flowhash.siphash24(self._cookie_key, peer + port.to_bytes(2, "big") + seq.to_bytes(4, "big")) \
+            & 0xFFFFFFFF
+
+    def _from_cookie(self, frame: bytes, view: frames.FlowView, key: tuple, seq: int,
+                     ack: int) -> ServerConnection | None:
+        """The connection a SYN cookie stands for, if this ACK carries one: the handshake is proved."""
+        if not view.flags & ACK or (ack - 1) & 0xFFFFFFFF != self._cookie(view.src, view.sport, (seq - 1) & 0xFFFFFFFF):
+            return None
+        conn = ServerConnection(view.src, view.sport, (ack - 1) & 0xFFFFFFFF, seq, peer_mac=frame[ETH_SRC])
+        self.connections[key] = conn
+        return conn
 
     def _respond(self, conn: ServerConnection, request: bytes) -> None:
         conn.unsent += self.response
@@ -150,9 +222,9 @@ class Server(Host):
                        f"response {conn.sent_of_response}/{total} bytes")
             conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
 
-    def _send(self, conn: ServerConnection, request: bytes, seq: int, flags: int, payload: bytes,
+    def _send(self, conn: ServerConnection, request: bytes | None, seq: int, flags: int, payload: bytes,
               why: str, mss: int | None = None) -> None:
-        frame = frames.tcp_frame(request[ETH_SRC], self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port,
+        frame = frames.tcp_frame(request[ETH_SRC] if request is not None else conn.peer_mac, self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port,
                                  seq, conn.rcv_nxt, flags | ACK, payload, self.next_ident(), mss=mss)
         self.send_ip(self.nic, conn.peer, frame,
                      f"{self.name} {why} {self.endpoint}>{frames.ip_text(conn.peer)}:{conn.peer_port}")
@@ -175,8 +247,8 @@ class Server(Host):
 
     # -- ICMP ------------------------------------------------------------------
 
-    def _answer_ping(self, frame: bytes) -> None:
-        echo = icmp.parse_icmp_echo(frame)
+    def _answer_ping(self, frame: bytes, view: frames.FlowView) -> None:
+        echo = icmp.parse_icmp_echo(frame, view)
         if echo is None or echo[0] != icmp.ECHO_REQUEST:
             return
         _, ident, sequence, data = echo

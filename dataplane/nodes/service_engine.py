@@ -28,7 +28,7 @@ from ..l2 import Segment
 from ..scenario import Pool, SeGroup
 from ..wire import arp, frames
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
-from ..wire.headers import IP_DST, IP_PROTO, IP_SRC
+from ..wire.headers import ETH_SRC
 from . import flow_probe
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
@@ -98,27 +98,25 @@ class ServiceEngine(Node):
 
     # -- frontend --------------------------------------------------------------
 
-    def handle_ip(self, nic, frame: bytes) -> None:
+    def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         self.packets += 1
-        if nic is self.backend and self.monitor.answers(frame) and self.monitor.handle(frame):
+        if nic is self.backend and self.monitor.answers(view) and self.monitor.handle(frame, view):
             return
-        if not frames.is_ipv4_l4(frame):
+        if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("se_unsupported")
             return
         if nic is self.backend:
-            self._from_server(frame)
+            self._from_server(frame, view)
             return
-        dst = frame[IP_DST]
-        if dst == self.frontend.ip and frame[IP_PROTO] == frames.PROTO_UDP:
-            port = frames.FlowView(frame).dport
-            if port == self.tunnel_port:
-                self._from_tunnel(frame)
-            elif port == self.prober.port:
-                self._probe_message(frame)
+        dst = view.dst
+        if dst == self.frontend.ip and view.proto == frames.PROTO_UDP:
+            if view.dport == self.tunnel_port:
+                self._from_tunnel(frame, view)
+            elif view.dport == self.prober.port:
+                self._probe_message(frame, view)
             else:
                 self.drop("se_port_closed")
         elif dst == self.vs.vip:
-            view = frames.FlowView(frame)
             if view.proto != self.vs.proto or view.dport != self.vs.port:
                 self.drop("vs_port_closed")
             elif self.is_primary:
@@ -148,7 +146,9 @@ class ServiceEngine(Node):
             why = f"{gone}new flow, bucket {bucket}"
             entry = None
             if not vs.flow_table.put(key, self.registry.se_index[owner], now):
-                self.drop("flow_table_full")
+                self.drop("flow_table_full")  # the flows it holds go on; a new one is refused
+                if view.proto == frames.PROTO_TCP and not view.flags & RST:
+                    self.reset_client(frame, view, "flow table full")
                 return
         if view.flags & RST:
             vs.flow_table.pop(key)
@@ -185,10 +185,13 @@ class ServiceEngine(Node):
                                  self.next_ident())
         self.later(self.frontend.send, frame, f"{self.name} {comment}")
 
-    def _probe_message(self, frame: bytes) -> None:
-        message = flow_probe.decode(frames.udp_payload(frame))
-        sender = self.registry.se_by_frontend_ip.get(frame[IP_SRC])
-        if message is None or sender is None:
+    def _probe_message(self, frame: bytes, view: frames.FlowView) -> None:
+        sender = self._peer_sender(frame, view)
+        if sender is None:
+            self.drop("flow_probe_foreign_source")
+            return
+        message = flow_probe.decode(view.payload(frame))
+        if message is None:
             self.drop("flow_probe_malformed")
             return
         kind, probe_id, key = message
@@ -209,12 +212,28 @@ class ServiceEngine(Node):
                                    sport, self.tunnel_port, self.vs.vni, inner, self.next_ident())
         self.frontend.send(outer, comment)
 
-    def _from_tunnel(self, frame: bytes) -> None:
-        inner = frames.vxlan_inner(frame)
-        if not frames.is_ipv4_l4(inner):
+    def _peer_sender(self, frame: bytes, view: frames.FlowView) -> str | None:
+        """The SE of the group that sent ``frame`` (its address and its MAC), or None: forged SE traffic is not obeyed."""
+        sender = self.registry.se_by_frontend_ip.get(view.src)
+        if sender is None:
+            return None
+        return sender if self.peer(sender).frontend.mac == frame[ETH_SRC] else None
+
+    def _from_tunnel(self, frame: bytes, outer: frames.FlowView) -> None:
+        if self._peer_sender(frame, outer) is None:
+            self.drop("tunnel_foreign_source")
+            return
+        inner = frames.vxlan_inner(frame, outer)
+        try:
+            if inner is None or frames.ethertype(inner) != frames.ETHERTYPE_IPV4:
+                raise frames.Malformed("tunnel", "no IPv4 frame in the tunnel")
+            view = frames.FlowView(inner)
+        except frames.Malformed as defect:
+            self.drop(f"tunnel_malformed_{defect.reason}")
+            return
+        if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("tunnel_unsupported")
             return
-        view = frames.FlowView(inner)
         if view.dst == self.vs.vip:
             self._serve(inner, view, "tunnelled by primary")
         elif view.src == self.vs.vip and self.is_primary:
@@ -253,10 +272,12 @@ class ServiceEngine(Node):
             if view.proto == frames.PROTO_TCP:
                 self.reset_client(frame, view, "no pool server up")
             return None
-        try:
-            nat_port = self.nat.free_port(view.proto)
-        except RuntimeError as error:
-            raise RuntimeError(f"{self.name}: {error}") from None
+        nat_port = self.nat.free_port(view.proto)
+        if nat_port is None:  # the SE keeps serving the connections it has; a new one is refused
+            self.drop("nat_ports_exhausted")
+            if view.proto == frames.PROTO_TCP:
+                self.reset_client(frame, view, "no NAT port left")
+            return None
         nat = NatEntry(view.src, view.sport, view.proto, server, nat_port, self.sim.now)
         vs, mine = self.vs, self.backend.ip
         nat.to_server = frames.NatRewrite(view.src, view.sport, vs.vip, vs.port, mine, nat.nat_port, server.ip, server.port)
@@ -281,8 +302,7 @@ class ServiceEngine(Node):
 
     # -- backend (reverse NAT and return path) ---------------------------------
 
-    def _from_server(self, frame: bytes) -> None:
-        view = frames.FlowView(frame)
+    def _from_server(self, frame: bytes, view: frames.FlowView) -> None:
         nat = self.nat.by_port.get((view.proto, view.dport))
         if nat is None or view.src != nat.server.ip:
             self.drop("se_no_nat_entry")

@@ -19,7 +19,7 @@ from ..nodes.context import Runtime
 from ..nodes.host import Host
 from ..nodes.server import Server
 from ..wire import arp, frames
-from ..wire.headers import ETHERTYPE_IPV4_BYTES, IP_DST, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
+from ..wire.headers import ETHERTYPE_IPV4_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
 from .flow import ReplayFlow
 
 
@@ -69,11 +69,10 @@ class ReplayClients(Host):
         self.nic.send(frame, f"{self.name} recorded frame {number} (flow {flow.number}) "
                              f"{frames.ip_text(flow.client_ip)}:{flow.client_port}>{frames.ip_text(vip)}:{port}")
 
-    def handle_ip(self, nic, frame: bytes) -> None:
-        if not frames.is_ipv4_l4(frame):
+    def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
+        if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("replay_client_unsupported")
             return
-        view = frames.FlowView(frame)
         flow = self.directory.flow_of_client(view.dst, view.dport, view.proto)
         if flow is None or flow.outcome is not None:
             self.drop("replay_client_no_flow")
@@ -89,16 +88,16 @@ class ReplayServer(Server):
         self.directory = directory
         self.peers: dict[tuple[bytes, int, int], ReplayFlow] = {}
 
-    def handle_ip(self, nic, frame: bytes) -> None:
-        if not self.failed and frames.is_ipv4_l4(frame) and frame[IP_DST] == self.ip:
-            view = frames.FlowView(frame)
+    def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
+        if not self.failed and not view.fragment and view.proto in (frames.PROTO_TCP, frames.PROTO_UDP) \
+                and view.dst == self.ip:
             if view.dport == self.port:
                 flow = self._flow_for(view)
                 if flow is not None:
                     if flow.outcome is None:
                         flow.arrived_at_server(view.flags)
                     return
-        super().handle_ip(nic, frame)
+        super().handle_ip(nic, frame, view)
 
     def _flow_for(self, view: frames.FlowView) -> ReplayFlow | None:
         key = (view.src, view.sport, view.proto)

@@ -25,7 +25,11 @@ def summarize(frame: bytes) -> str:
     from scapy.layers.inet import UDP
     from scapy.layers.l2 import Ether
 
-    packet = Ether(frame)
+    try:
+        packet = Ether(frame)
+        packet.summary()
+    except Exception:  # Scapy can trip over hostile bytes; a failure message must not
+        return f"{len(frame)} bytes that Scapy cannot dissect"
     if UDP in packet and packet[UDP].dport in VXLAN_PORTS:
         fields = layout(frame).by_name()
         if "inner.eth.dst" in fields:

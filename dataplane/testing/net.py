@@ -38,6 +38,7 @@ from ..l2 import Nic, Segment
 from ..wire import frames
 from ..wire.headers import ETH_SRC
 from ..wire.masks import Mask
+from ..wire.validate import defect
 from . import explain
 from .control_verbs import ControlVerbs
 from .explain import summarize
@@ -71,18 +72,24 @@ def _as_bytes(frame: Any) -> bytes:
 
 Ignore = Callable[[Seen], bool] | str
 
+#: Frames a network's record keeps by default; a flood past it forgets the oldest (consumed ones first).
+MAX_SEEN = 100_000
+
 
 class DataplaneNet(ControlVerbs):
     """A started network with packet-test verbs.  Build it with ``start_network``."""
 
     def __init__(self, network, capture_buffer: io.BytesIO | None = None, horizon: float | None = None,
-                 ignore: Iterable[Ignore] = ()):
+                 ignore: Iterable[Ignore] = (), max_seen: int = MAX_SEEN):
         self.network = network
         self.sim = network.sim
         self.capture_buffer = capture_buffer
         #: Longest stretch of virtual time one ``settle()`` covers when frames never stop (generated traffic).
         self.horizon_ns = ns_from_seconds(horizon if horizon is not None else network.scenario.duration)
         self.seen: list[Seen] = []
+        #: The record of seen frames keeps at most this many; ``forgotten`` counts the unconsumed ones it lost.
+        self.max_seen = max_seen
+        self.forgotten = 0
         self.verdicts: list[str] = []
         self._captured_count = 0
         self._ignore = [self._ignore_rule(rule) for rule in ignore]
@@ -100,7 +107,20 @@ class DataplaneNet(ControlVerbs):
             self._captured_count += 1
             number = self._captured_count
         dropped = "[DROPPED" in comment
-        self.seen.append(Seen(len(self.seen), number, segment, time_ns, frame, comment, dropped))
+        index = self.seen[-1].index + 1 if self.seen else 0
+        self.seen.append(Seen(index, number, segment, time_ns, frame, comment, dropped))
+        if len(self.seen) > self.max_seen:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Keep the record bounded under a flood: drop a tenth of it, frames already consumed first."""
+        excess = len(self.seen) - self.max_seen + max(1, self.max_seen // 10)
+        gone = {id(s) for s in [s for s in self.seen if s.consumed][:excess]}
+        if len(gone) < excess:
+            unchecked = [s for s in self.seen if not s.consumed][:excess - len(gone)]
+            self.forgotten += len(unchecked)
+            gone.update(id(s) for s in unchecked)
+        self.seen = [s for s in self.seen if id(s) not in gone]
 
     @staticmethod
     def _ignore_rule(rule: Ignore) -> Callable[[Seen], bool]:
@@ -162,12 +182,13 @@ class DataplaneNet(ControlVerbs):
         consumed: ``expect_no_other`` does not count what the test sent.
         """
         data = _as_bytes(frame)
-        if len(data) < 14:
-            raise ValueError(f"a frame needs at least an Ethernet header (14 bytes), got {len(data)}")
         place = self.place(where)
-        nic = place.nic or self._test_port(place.segment, data[ETH_SRC])
+        nic = place.nic or self._test_port(place.segment, data[ETH_SRC].ljust(6, b"\x00"))
         before = len(self.seen)
-        nic.send(data, comment or f"test sends {summarize(data)} from {nic.label}")
+        problem = defect(data)
+        if comment is None:
+            comment = f"test sends {summarize(data)} from {nic.label}"
+        nic.send(data, comment + (f" [malformed: {problem}]" if problem else ""))
         # What the test itself sent is not something the network did: expect_no_other skips it.
         for s in self.seen[before:]:
             s.consumed = s.by_test = True
@@ -176,7 +197,7 @@ class DataplaneNet(ControlVerbs):
         name = f"{segment.name}-{mac.hex()}"
         nic = self._test_node.nics.get(name)
         if nic is None:
-            nic = Nic(self._test_node, name, mac, b"\x00" * 4, segment)
+            nic = Nic(self._test_node, name, mac, b"\x00" * 4, segment, static=False)  # learnt, like any host's
             nic.allowed_ips = None  # a test port may send anything, even where port security is on
             self._test_node.nics[name] = nic
         return nic
@@ -280,6 +301,10 @@ class DataplaneNet(ControlVerbs):
         self.settle()
         rules = self._ignore + [self._ignore_rule(r) for r in ignore]
         unwanted = [s for s in self.seen if not s.consumed and not any(rule(s) for rule in rules)]
+        if self.forgotten:
+            self.verdicts.append("FAILED expect_no_other")
+            raise AssertionError(f"{self.forgotten} frames were forgotten before any expect looked at them: the "
+                                 f"record keeps {self.max_seen} frames (dataplane_net(..., max_seen=N) raises it)")
         if unwanted:
             self.verdicts.append("FAILED expect_no_other")
             raise AssertionError(explain.unmatched(unwanted, self.artefact))
@@ -325,7 +350,7 @@ class DataplaneNet(ControlVerbs):
 
 
 def start_network(scenario, traffic: bool = False, horizon: float | None = None,
-                  ignore: Iterable[Ignore] = (), capture: bool = True) -> DataplaneNet:
+                  ignore: Iterable[Ignore] = (), capture: bool = True, max_seen: int = MAX_SEEN) -> DataplaneNet:
     """Build ``scenario`` (a dict, a TOML path or a parsed Scenario), start it at t=0 and wrap it.
 
     Starting places the VS: the primary's gratuitous ARP is the first frame seen
@@ -341,6 +366,6 @@ def start_network(scenario, traffic: bool = False, horizon: float | None = None,
         scenario = scenario_mod.load(scenario)
     buffer = io.BytesIO() if capture else None
     network = build(scenario, capture_file=buffer, application="dataplane pytest plugin")
-    net = DataplaneNet(network, buffer, horizon, ignore)
+    net = DataplaneNet(network, buffer, horizon, ignore, max_seen)
     network.start(traffic=traffic)
     return net

@@ -61,19 +61,21 @@ def pytest_runtest_setup(item):
 
 
 class NetFactory:
-    """``dataplane_net(scenario, traffic=False, horizon=None, ignore=())`` builds a started network."""
+    """``dataplane_net(scenario, traffic=False, horizon=None, ignore=(), max_seen=100_000)`` builds a started network."""
 
     def __init__(self, artefact_dir: Path):
         self.artefact_dir = artefact_dir
         self.nets: list = []
 
-    def __call__(self, scenario, *, traffic: bool = False, horizon: float | None = None, ignore=()):
+    def __call__(self, scenario, *, traffic: bool = False, horizon: float | None = None, ignore=(),
+                 max_seen: int | None = None):
         from .net import start_network
 
         if isinstance(scenario, (str, Path)) and not Path(scenario).is_absolute() and not Path(scenario).exists():
             beside_test = (golden.BASE_DIR or Path.cwd()) / scenario
             scenario = beside_test if beside_test.exists() else scenario
-        net = start_network(scenario, traffic=traffic, horizon=horizon, ignore=ignore)
+        net = start_network(scenario, traffic=traffic, horizon=horizon, ignore=ignore,
+                            **({"max_seen": max_seen} if max_seen is not None else {}))
         self.nets.append(net)
         net.artefact = self.artefact_dir / self._name(len(self.nets))
         return net

@@ -22,7 +22,7 @@ from .headers import (ACK, BROADCAST, ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, FI
 
 __all__ = [  # the names the rest of the package reads from here, headers' included
     "ACK", "BROADCAST", "ETH_LEN", "ETHERTYPE_ARP", "ETHERTYPE_IPV4", "FIN", "PROTO_ICMP", "PROTO_TCP",
-    "PROTO_UDP", "PSH", "RST", "SYN", "TCP_MSS", "ZERO_MAC", "FlowView", "NatRewrite", "checksum",
+    "PROTO_UDP", "PSH", "RST", "SYN", "TCP_MSS", "ZERO_MAC", "FlowView", "Malformed", "NatRewrite", "checksum",
     "decrement_ttl", "ethernet", "ethertype", "ip_bytes", "ip_text", "ipv4", "is_ipv4_l4", "mac_bytes",
     "mac_text", "rewrite_ethernet", "rewrite_ipv4_l4", "tcp_frame", "tcp_payload", "tcp_reset_for",
     "tcp_segment", "tcp_seq_ack", "tcp_window", "udp_datagram", "udp_frame", "udp_payload", "vxlan_frame",
@@ -35,10 +35,12 @@ _TCP = struct.Struct("!HHIIBBHHH")
 _UDP = struct.Struct("!HHHH")
 _PORTS = struct.Struct("!HH")
 _TCP_HEAD = struct.Struct("!HHI4xBB")  # ports, sequence number, data offset, flags
+_UDP_HEAD = struct.Struct("!HHH")  # ports, length
+_IP_HEAD = struct.Struct("!HBxHxxHBB2x4s4s")  # from byte 12: ethertype, version/IHL, total length, flags/offset,
+#                                                TTL, protocol, source, destination
 _U16 = struct.Struct("!H")
 _SEQ_ACK = struct.Struct("!II")
 _VXLAN = struct.Struct("!B3xI")
-_IP_FIELDS = struct.Struct("!BxH5xB2x4s4s")  # version/IHL, total length, protocol, source, destination
 _L2_L3_HEAD = struct.Struct("!12xHB5xH")  # ethertype, version/IHL, flags/fragment offset
 
 
@@ -72,23 +74,66 @@ def l4_offset(frame: bytes) -> int:
     return IP + (frame[IP] & 0x0F) * 4
 
 
-class FlowView:
-    """The fields of one IPv4 TCP/UDP frame that forwarding decisions read (``seq`` is 0 for UDP)."""
+class Malformed(ValueError):
+    """A frame that cannot be what its headers say.  ``reason`` is a short key for counting, the message says it all."""
 
-    __slots__ = ("ihl", "proto", "src", "dst", "sport", "dport", "seq", "flags", "payload_len")
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class FlowView:
+    """The fields of one IPv4 frame that forwarding decisions read, parsed once and bounds-checked.
+
+    Raises ``Malformed`` for a frame whose headers do not fit in it.  For a
+    fragment, or a protocol other than TCP and UDP, the ports, ``seq`` and
+    ``flags`` are 0; ``l4`` is where the transport header starts.
+    """
+
+    __slots__ = ("ihl", "l4", "end", "proto", "src", "dst", "ttl", "sport", "dport", "seq", "flags",
+                 "payload_len", "fragment")
 
     def __init__(self, frame: bytes):
-        ver_ihl, total_len, self.proto, self.src, self.dst = _IP_FIELDS.unpack_from(frame, ETH_LEN)
+        size = len(frame)
+        if size < ETH_LEN + 20:
+            raise Malformed("ipv4_truncated", f"{size}-byte frame is shorter than Ethernet and IPv4 headers")
+        kind, ver_ihl, total, frag, self.ttl, proto, self.src, self.dst = _IP_HEAD.unpack_from(frame, 12)
+        if kind != ETHERTYPE_IPV4 or ver_ihl >> 4 != 4:
+            raise Malformed("ipv4_version", f"not IPv4 (ethertype 0x{kind:04x}, version {ver_ihl >> 4})")
         ihl = (ver_ihl & 0x0F) * 4
-        self.ihl = ihl
-        l4 = ETH_LEN + ihl
-        if self.proto == PROTO_TCP:
-            self.sport, self.dport, self.seq, offset, self.flags = _TCP_HEAD.unpack_from(frame, l4)
-            self.payload_len = total_len - ihl - (offset >> 4) * 4
+        if ihl < 20 or ihl > total:
+            raise Malformed("ipv4_header_length", f"ipv4 header length {ihl} does not fit total length {total}")
+        if ETH_LEN + total > size:
+            raise Malformed("ipv4_total_length", f"ipv4 total length {total} > frame ({size - ETH_LEN} bytes of IP)")
+        self.ihl, self.proto, self.l4, self.end = ihl, proto, ETH_LEN + ihl, ETH_LEN + total
+        self.fragment = bool(frag & IPV4_FRAGMENT_BITS)
+        if self.fragment or proto not in (PROTO_TCP, PROTO_UDP):
+            if proto == PROTO_ICMP and not self.fragment and total < ihl + 8:
+                raise Malformed("icmp_truncated", f"icmp header cut short ({total - ihl} bytes)")
+            self.sport = self.dport = self.seq = self.flags = 0
+            self.payload_len = total - ihl
+        elif proto == PROTO_TCP:
+            if total < ihl + 20:
+                raise Malformed("tcp_truncated", f"tcp header cut short ({total - ihl} bytes)")
+            self.sport, self.dport, self.seq, offset, self.flags = _TCP_HEAD.unpack_from(frame, self.l4)
+            header = (offset >> 4) * 4
+            if header < 20 or ihl + header > total:
+                raise Malformed("tcp_header_length", f"tcp header length {header} does not fit the "
+                                                     f"{total - ihl}-byte segment")
+            self.payload_len = total - ihl - header
         else:
-            self.sport, self.dport = _PORTS.unpack_from(frame, l4)
+            if total < ihl + 8:
+                raise Malformed("udp_truncated", f"udp header cut short ({total - ihl} bytes)")
+            self.sport, self.dport, length = _UDP_HEAD.unpack_from(frame, self.l4)
+            if length < 8 or length > total - ihl:
+                raise Malformed("udp_length", f"udp length {length} does not fit the {total - ihl}-byte payload")
             self.seq = self.flags = 0
-            self.payload_len = total_len - ihl - 8
+            self.payload_len = length - 8
+
+    def payload(self, frame: bytes) -> bytes:
+        """The transport payload (for a fragment or another protocol: the IP payload), without Ethernet padding."""
+        start = self.end - self.payload_len if self.proto != PROTO_UDP or self.fragment else self.l4 + 8
+        return frame[start:start + self.payload_len]
 
     def describe(self) -> str:
         return f"{ip_text(self.src)}:{self.sport}>{ip_text(self.dst)}:{self.dport}"
@@ -199,8 +244,10 @@ def vxlan_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: i
                      ident)
 
 
-def vxlan_inner(frame: bytes) -> bytes:
-    return udp_payload(frame)[VXLAN_HEADER:]
+def vxlan_inner(frame: bytes, view: FlowView) -> bytes | None:
+    """The Ethernet frame inside a VXLAN datagram (``view`` is the outer frame's), or None if it cannot hold one."""
+    start, end = view.l4 + 8 + VXLAN_HEADER, view.l4 + 8 + view.payload_len
+    return frame[start:end] if end - start >= ETH_LEN else None
 
 
 # -- rewriting ---------------------------------------------------------------

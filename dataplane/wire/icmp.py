@@ -7,8 +7,8 @@ from __future__ import annotations
 import struct
 
 from .checksum import checksum
-from .frames import ethernet, ipv4, l4_offset
-from .headers import ETH_LEN, ETHERTYPE_IPV4, IP_PROTO, PROTO_ICMP
+from .frames import FlowView, ethernet, ipv4
+from .headers import ETHERTYPE_IPV4, PROTO_ICMP
 
 ECHO_REPLY, ECHO_REQUEST = 0, 8
 _ICMP_ECHO = struct.Struct("!BBHHH")
@@ -23,12 +23,11 @@ def icmp_echo_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, repl
     return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_ICMP, bytes(message), ip_ident))
 
 
-def parse_icmp_echo(frame: bytes) -> tuple[int, int, int, bytes] | None:
-    """Return (type, identifier, sequence, data) of an ICMP echo frame, else None."""
-    if len(frame) < ETH_LEN + 28 or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4 or frame[IP_PROTO] != PROTO_ICMP:
+def parse_icmp_echo(frame: bytes, view: FlowView) -> tuple[int, int, int, bytes] | None:
+    """Return (type, identifier, sequence, data) of an ICMP echo frame (``view`` is its parse), else None."""
+    if view.proto != PROTO_ICMP or view.fragment:
         return None
-    offset = l4_offset(frame)
-    kind, _, _, ident, sequence = _ICMP_ECHO.unpack_from(frame, offset)
+    kind, _, _, ident, sequence = _ICMP_ECHO.unpack_from(frame, view.l4)  # FlowView made sure 8 bytes are there
     if kind not in (ECHO_REPLY, ECHO_REQUEST):
         return None
-    return kind, ident, sequence, frame[offset + 8:]
+    return kind, ident, sequence, frame[view.l4 + 8:view.l4 + view.payload_len]
