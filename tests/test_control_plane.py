@@ -133,7 +133,7 @@ def test_each_se_monitors_every_server_from_its_own_backend_ip(run_dict):
         "events": [{"at": 6.0, "action": "fail_server", "server": "10.20.0.102:8080"},
                    {"at": 18.0, "action": "recover_server", "server": "10.20.0.102:8080"}]}))
     probes = fields(run.capture, ["ip.src", "ip.dst"], 'frame.interface_name == "backend" && tcp.flags.syn == 1 && '
-                    'tcp.flags.ack == 0 && tcp.srcport >= 61000')
+                    'tcp.flags.ack == 0 && tcp.srcport >= 61441')
     pairs = {(src, dst) for src, dst in probes}
     assert pairs == {(run.ip(se, "backend"), ip) for se in ("se-1", "se-2", "se-3") for ip in ("10.20.0.101", "10.20.0.102")}
     down = {e["se"]: e["t"] for e in events_of(run, "server.down")}
@@ -155,7 +155,7 @@ def test_http_and_icmp_monitors_detect_a_failed_server(run_dict, kind):
         "events": [{"at": 5.0, "action": "fail_server", "server": "10.20.0.101:8080"}]}))
     assert [e["server"] for e in events_of(run, "server.down")] == ["10.20.0.101:8080"]
     assert "se_no_nat_entry" not in run.summary["drops"], "probe answers are never taken for client traffic"
-    probe_filter = 'http.request.method == "GET" && tcp.srcport >= 61000' if kind == "http" else "icmp.type == 8"
+    probe_filter = 'http.request.method == "GET" && tcp.srcport >= 61441' if kind == "http" else "icmp.type == 8"
     assert fields(run.capture, ["frame.number"], probe_filter)
 
 
@@ -200,12 +200,15 @@ def test_primary_failure_promotes_a_secondary_that_probes_for_flows(dataplane_ne
 
 def test_fail_host_fails_its_ses(run_dict):
     run = run_dict(long_lived(**{
-        "virtual_service.placement": ["se-1", "se-2"],
+        "virtual_service.placement": ["se-1", "se-2"], "duration": 65.0, "traffic.stop": 10.0,
         "service_engines": [{"name": "se-1", "host": "esx-1"}, {"name": "se-2", "host": "esx-2"},
                             {"name": "se-3", "host": "esx-2"}],
         "events": [{"at": 3.0, "action": "fail_host", "host": "esx-2"},
                    {"at": 8.0, "action": "recover_se", "se": "se-2"}]}))
-    assert {e["se"] for e in events_of(run, "se.failed")} == {"se-2", "se-3"}
+    failed = {e["se"]: e for e in events_of(run, "se.failed")}
+    # se-2 has a peer in the VS: its data-plane heartbeats stop; se-3 serves nothing: only the controller sees it.
+    assert failed["se-2"]["t"] == 4.0 and failed["se-2"]["detected_by"] == "se-1 missed 10 data-plane heartbeats"
+    assert failed["se-3"]["t"] == 60.0 and failed["se-3"]["detected_by"] == "the controller missed 6 heartbeats"
     assert "host esx-2" in events_of(run, "recover_se.refused")[0]["reason"]
 
 
@@ -229,8 +232,12 @@ def test_cpu_alerts_and_autoscale_one_change_per_interval(run_dict):
 
 def test_legacy_active_standby_refuses_scale_out(run_dict):
     run = run_dict(long_lived(**{"se_group.ha_mode": "legacy-active-standby",
-                                 "events": [{"at": 1.0, "action": "scale_out"}]}))
+                                 "service_engines": [{"name": "se-1", "host": "esx-1"}, {"name": "se-2", "host": "esx-2"}],
+                                 "events": [{"at": 1.0, "action": "scale_out"},
+                                            {"at": 2.0, "action": "migrate", "from": "se-1", "to": "se-2"}]}))
     assert "legacy-active-standby" in events_of(run, "scale_out.refused")[0]["reason"]
+    assert "not supported" in events_of(run, "migrate.refused")[0]["reason"]
+    assert events_of(run, "vs.placed")[0]["standby"] == "se-2" and run.summary["standby"] == "se-2"
 
 
 def test_elastic_active_active_keeps_two_ses(run_dict):
@@ -239,7 +246,7 @@ def test_elastic_active_active_keeps_two_ses(run_dict):
         "events": [{"at": 1.0, "action": "scale_in", "se": "se-2"}, {"at": 3.0, "action": "fail_se", "se": "se-2"}]}))
     assert "at least 2" in events_of(run, "scale_in.refused")[0]["reason"]
     restored = events_of(run, "scale_out.started")[0]
-    assert restored["t"] == 4.0 and restored["reason"] == "elastic-active-active keeps 2 SEs"
+    assert restored["t"] == 4.0 and restored["reason"] == "ha_mode elastic-active-active keeps the VS on 2 SEs"
 
 
 def test_an_illegal_lifecycle_event_leaves_the_state_unchanged():
@@ -311,12 +318,13 @@ def test_migrate_whose_source_fails_while_the_target_joins(run_dict):
 
 def test_a_migrate_target_failing_while_joining_is_a_failed_migrate_not_a_scale_out(run_dict):
     run = run_dict(long_lived(**{
-        "virtual_service.placement": ["se-1", "se-2"],
+        "virtual_service.placement": ["se-1", "se-2"], "se_group.vs_se_scaleout_ready_timeout": 5.0,
         "service_engines": [{"name": f"se-{i}", "host": f"esx-{i}"} for i in range(1, 5)],
         "events": [{"at": 4.0, "action": "migrate", "from": "se-2", "to": "se-4"},
                    {"at": 4.1, "action": "fail_se", "se": "se-4"},
                    {"at": 5.0, "action": "scale_out", "se": "se-3"}]}))
-    assert events_of(run, "migrate.failed")[0]["to"] == "se-4"
+    failed = events_of(run, "migrate.failed")[0]
+    assert failed["to"] == "se-4" and failed["t"] == 9.0 and "did not report ready within" in failed["reason"]
     assert not events_of(run, "scale_out.failed")
     assert events_of(run, "scale_out.completed")[0]["se"] == "se-3"
 
@@ -326,11 +334,14 @@ def test_scale_out_after_every_se_failed_announces_the_vip(dataplane_net, tmp_pa
         "events": [{"at": 3.0, "action": "fail_se", "se": "se-1"}, {"at": 6.0, "action": "scale_out", "se": "se-2"}]}),
         traffic=True)
     table = follow(net, 20.0)
+    # se-1 had no peer: only the controller's heartbeats could see it, 60 s later.  The administrator's
+    # scale out gives it one at 8 s, and se-2's data-plane heartbeats find the primary silent 10 beats later.
     promoted = net.events("se.promoted")[0]
-    assert promoted["se"] == "se-2" and promoted["t"] == 8.0
+    assert promoted["se"] == "se-2" and promoted["t"] == 9.0
+    assert net.events("se.failed")[0]["detected_by"] == "se-2 missed 10 data-plane heartbeats"
     garps = fields(capture_now(net, tmp_path), ["eth.src"], "arp.isgratuitous == 1")
     assert garps[-1] == [net.mac("se-2")]
-    later = [c for c in table.values() if c.opened > 8.0 and c.opened < 14.0]
+    later = [c for c in table.values() if c.opened > 9.0 and c.opened < 14.0]
     assert later and all(c.owner == "se-2" and c.outcome == "completed" for c in later)
 
 

@@ -127,14 +127,14 @@ def test_every_tcp_connection_completes_cleanly_per_hop(run_dict):
     run = run_dict(scenario_dict())
     assert run.summary["flows"]["completed"] == run.summary["flows"]["total"] > 0
     gw = run.mac("gw")
-    # Health-monitor probes (source ports 61000 and up) are half-open by design; leave them out.
-    hops = {"backend": 'frame.interface_name == "backend" && !(tcp.port >= 61000)',
+    # Health-monitor probes (source ports 61441 and up) are half-open by design; leave them out.
+    hops = {"backend": 'frame.interface_name == "backend" && !(tcp.port >= 61441)',
             "router hop": f'frame.interface_name == "frontend" && (eth.src == {gw} || eth.dst == {gw})'}
     for hop, read_filter in hops.items():
         flagged = tshark(run.capture, "-2", "-R", f"({read_filter}) && tcp.analysis.flags")
         assert flagged == "", f"{hop}: {flagged[:1000]}"
         streams = fields(run.capture, ["tcp.stream", "tcp.completeness"], "", "-2", "-R",
-                         f"({read_filter}) && tcp.flags.syn == 1 && tcp.flags.ack == 0 && !(tcp.srcport >= 61000)")
+                         f"({read_filter}) && tcp.flags.syn == 1 && tcp.flags.ack == 0 && !(tcp.srcport >= 61441)")
         assert streams and all(int(c) == 31 for _, c in streams), f"{hop}: incomplete {streams[:5]}"
 
 

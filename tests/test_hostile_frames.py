@@ -22,7 +22,6 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
 from dataplane.l2.segment import MAC_TABLE_SIZE, MAX_FRAME
-from dataplane.nodes import nat as nat_module
 from dataplane.nodes import server as server_module
 from dataplane.nodes.host import ARP_PENDING
 from dataplane.testing import check, start_network
@@ -122,9 +121,10 @@ def test_a_frame_larger_than_the_segment_carries_is_dropped_at_the_port(dataplan
     assert_served(net, 40001)
 
 
-def test_nat_port_exhaustion_refuses_new_flows_and_keeps_the_old(dataplane_net, monkeypatch):
-    monkeypatch.setattr(nat_module, "NAT_PORTS", (2000, 2003))
-    net = dataplane_net(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.health_monitor": {"type": "none"}}))
+def test_nat_port_exhaustion_refuses_new_flows_and_keeps_the_old(dataplane_net):
+    net = dataplane_net(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.health_monitor": {"type": "none"},
+                                         "se_group.ephemeral_portrange_start": 2000,
+                                         "se_group.ephemeral_portrange_end": 2003}))
     for sport in range(41000, 41004):
         assert_served(net, sport)
     net.send("gw.frontend", syn_to_vip(net, 41004))

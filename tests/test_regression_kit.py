@@ -82,8 +82,8 @@ def test_now_advance_and_run_move_the_clock_only_on_purpose(dataplane_net):
     assert net.now == 4.0
     with pytest.raises(ValueError, match="cannot run back"):
         net.run(until=3.0)
-    net.run()  # no argument: settle
-    assert net.now == 4.0
+    net.run()  # no argument: settle: the heartbeats sent at 4.0 land, the next ones (4.1 s) stay due
+    assert 4.0 <= net.now < 4.001
 
 
 # -- control verbs ---------------------------------------------------------------------
@@ -114,7 +114,10 @@ def test_failing_the_primary_promotes_a_secondary_that_announces_the_vip(datapla
     assert net.fail_se("se-1") is None
     failed = net.wait_for("se.failed", se="se-1")
     promoted = net.wait_for("se.promoted")
-    assert failed["t"] == promoted["t"] == pytest.approx(1.0)  # dp_hb_frequency 0.1 s x dp_hb_timeout_count 10
+    # The first heartbeat the dead primary did not send was due at 0.1 s; ten intervals without one
+    # (dp_hb_timeout_count x dp_hb_frequency) later its secondaries report it.
+    assert failed["t"] == promoted["t"] == pytest.approx(1.1)
+    assert failed["detected_by"].endswith("missed 10 data-plane heartbeats")
     new = promoted["se"]
     assert new == "se-2" and net.primary == "se-2"
     garp = Ether(src=net.mac(new), dst="ff:ff:ff:ff:ff:ff") / ARP(op="who-has", hwsrc=net.mac(new), psrc=VIP,

@@ -125,8 +125,10 @@ def test_design_example_gets_design_defaults():
         access="write", auto_rebalance=False, auto_rebalance_interval=300.0,
         max_cpu_usage=80.0, min_cpu_usage=30.0, capacity_pps=50000.0, ha_mode="elastic-n+m",
         se_create_delay=60.0, se_create_retry_delay=180.0, dp_hb_frequency=0.1,
-        dp_hb_timeout_count=10, se_flow_probe_timer=0.1, se_flow_probe_retries=2,
-        processing_delay=10e-6, primary_weight=100, hosts=("esx-1",))
+        dp_hb_timeout_count=10, dp_hb_in_capture=True, controller_heartbeat_interval=10.0,
+        controller_heartbeat_miss_limit=6, se_flow_probe_timer=0.1, se_flow_probe_retries=2,
+        processing_delay=10e-6, primary_weight=None, ephemeral_portrange_start=4096,
+        ephemeral_portrange_end=61440, tcp_half_open_timeout=30.0, hosts=("esx-1",))
     hm = s.pool.health_monitor
     assert (hm.type, hm.send_interval, hm.receive_timeout, hm.successful_checks,
             hm.failed_checks, hm.http_request, hm.http_response_codes) == (
@@ -330,9 +332,14 @@ CASES = {
     "placement_below_min": ([("se_group.min_scaleout_per_vs", 2)],
                             "virtual_service.placement: 1 SEs placed but "
                             "se_group.min_scaleout_per_vs is 2"),
-    "legacy_ha_one_se": ([*PLACE_2, ("se_group.ha_mode", "legacy-active-standby")],
-                         "virtual_service.placement: ha_mode legacy-active-standby places "
-                         "exactly 1 SE (the standby is implicit), got 2"),
+    "legacy_ha_pair": ([*PLACE_2, ("se_group.ha_mode", "legacy-active-standby")],
+                       "service_engines: ha_mode legacy-active-standby needs exactly 2 SEs, got 4"),
+    "legacy_ha_three_placed": ([("service_engines", FOUR_SES[:2]), ("virtual_service.placement",
+                                                                   ["se-1", "se-2", "se-1"]),
+                                ("se_group.ha_mode", "legacy-active-standby")],
+                               "virtual_service.placement[2]: duplicate 'se-1'"),
+    "ports_reversed": ([("se_group.ephemeral_portrange_start", 9000), ("se_group.ephemeral_portrange_end", 8000)],
+                       "se_group.ephemeral_portrange_start: must be <= ephemeral_portrange_end (8000), got 9000"),
     "active_active_two_ses": ([("se_group.ha_mode", "elastic-active-active")],
                               "virtual_service.placement: ha_mode elastic-active-active needs "
                               "at least 2 SEs, got 1"),
@@ -342,8 +349,10 @@ CASES = {
                                "events[0].host: not a key of action 'scale_in'"),
     "event_unknown_key": ([("events[0].sed", "se-1")],
                           "events[0].sed: unknown key; did you mean 'se'?"),
-    "event_missing_key": ([("events[0]", {"at": 1, "action": "migrate", "from": "se-1"})],
-                          "events[0].to: required by action 'migrate'"),
+    "event_missing_key": ([("events[0]", {"at": 1, "action": "migrate", "to": "se-1"})],
+                          "events[0].from: required by action 'migrate'"),
+    "event_migrate_nowhere": ([("events[0]", {"at": 1, "action": "migrate", "from": "se-1"})],
+                              "events[0].to: give either to (an SE) or to_new_se = true (the controller creates one)"),
     "event_unknown_se": ([("events", [{"at": 1, "action": "scale_out"},
                                       {"at": 2, "action": "fail_se", "se": "se-7"}])],
                          "events[1].se: unknown SE 'se-7' (not in service_engines and not "

@@ -1,18 +1,27 @@
 """
-The CPU model, CPU alerts and autoscale (docs/design.md, B12).
+The CPU model, CPU alerts, autoscale and the primary's own share (docs/design.md, B5, B12).
 
-Each SE's utilisation is the work offered to it (frames it processed, the
-primary's forwarding included) over ``capacity_pps``, sampled every second
-of virtual time.  Every ``auto_rebalance_interval`` the controller averages
-the samples of the SEs serving the VS over the interval and raises
-``alert.cpu_high`` above ``max_cpu_usage`` or ``alert.cpu_low`` below
-``min_cpu_usage``.  With ``auto_rebalance`` and write access it then scales
-out (high) or in (low) by one SE: at most one change per interval, within
-the scale-out bounds.
+Each SE's utilisation is the work offered to it (frames it processed or had
+to drop, the primary's forwarding included) over ``capacity_pps``, sampled
+every second of virtual time.  The rules follow the product's, SE by SE:
+
+- every ``auto_rebalance_interval`` each SE's average over the interval is
+  compared with ``max_cpu_usage`` and ``min_cpu_usage``; an SE past one gets
+  ``alert.cpu_high`` or ``alert.cpu_low`` naming it;
+- with ``auto_rebalance`` and write access, the controller acts on one SE
+  per interval, and only if the last ``LAST_SECONDS`` of the interval are
+  past the threshold too: a hot SE's VS is scaled out if it makes more than
+  ``SCALE_OUT_SHARE`` of the SE's packets, else it is migrated away; a cold
+  SE is scaled in;
+- unless ``primary_weight`` pins it, every ``PRIMARY_SHARE_PERIOD`` the
+  primary's weight in the Maglev table follows its CPU headroom against the
+  secondaries' ("the primary will automatically adjust the percentage of
+  traffic across the eligible SEs based on available CPU").
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 from ..clock import NS_PER_S, Simulator, seconds
@@ -23,6 +32,12 @@ from .timeline import Timeline
 from .virtual_service import VirtualService
 
 SAMPLE_PERIOD_S = 1
+LAST_SECONDS = 30
+SCALE_OUT_SHARE = 0.7
+PRIMARY_SHARE_PERIOD = 10
+#: The primary's weight moves between these (secondaries weigh 100), in steps of at least ``SHARE_STEP``.
+PRIMARY_WEIGHT_RANGE = (10, 100)
+SHARE_STEP = 10
 
 
 class Rebalancer(Protocol):
@@ -31,15 +46,32 @@ class Rebalancer(Protocol):
     sim: Simulator
     registry: Registry
     vs: VirtualService
+    vs_control: Any
     group: SeGroup
 
     def log(self, kind: str, **fields: Any) -> None: ...
 
     def refuse(self, action: str, reason: str) -> None: ...
 
-    def scale_out(self, wanted: str | None, why: str) -> None: ...
 
-    def scale_in(self, name: str) -> None: ...
+class _SeLoad:
+    """One SE's samples: the interval's running mean, the last seconds, the run's mean and peak."""
+
+    __slots__ = ("latest", "interval_sum", "interval_n", "recent", "total", "samples", "peak", "packets", "flows")
+
+    def __init__(self) -> None:
+        self.latest = self.interval_sum = self.total = self.peak = 0.0
+        self.interval_n = self.samples = self.packets = self.flows = 0
+        self.recent: deque[float] = deque(maxlen=LAST_SECONDS)
+
+    def add(self, percent: float) -> None:
+        self.latest = percent
+        self.interval_sum += percent
+        self.interval_n += 1
+        self.recent.append(percent)
+        self.total += percent
+        self.samples += 1
+        self.peak = max(self.peak, percent)
 
 
 class CpuMonitor:
@@ -50,13 +82,9 @@ class CpuMonitor:
         self.vs = controller.vs
         self.group = controller.group
         self.duration = duration
-        self.last_packets: dict[str, int] = {}
-        self.latest: dict[str, float] = {}
-        self.window: dict[str, list[float]] = {}
-        self.peak: dict[str, float] = {}
-        self.total: dict[str, list[float]] = {}  # se -> [sum of samples, samples]: the run's mean, in constant memory
+        self.load: dict[str, _SeLoad] = {}
         self.timeline = Timeline(duration)
-        self.last_flows: dict[str, int] = {}
+        self.share_changes = 0
 
     def start(self) -> None:
         until = seconds(self.duration) + 1
@@ -64,58 +92,98 @@ class CpuMonitor:
         self.sim.every(seconds(self.group.auto_rebalance_interval), self.evaluate, until_ns=until)
 
     def utilisation(self, name: str) -> float:
-        return self.latest.get(name, 0.0)
+        load = self.load.get(name)
+        return load.latest if load else 0.0
+
+    # -- sampling ----------------------------------------------------------------------
 
     def sample(self) -> None:
+        now_s = self.sim.now / NS_PER_S
         for se in self.registry.service_engines():
-            offered = se.packets - self.last_packets.get(se.name, 0)
-            self.last_packets[se.name] = se.packets
-            percent = 100.0 * offered / (self.group.capacity_pps * SAMPLE_PERIOD_S)
-            self.latest[se.name] = percent
-            self.window.setdefault(se.name, []).append(percent)
-            self.peak[se.name] = max(self.peak.get(se.name, 0.0), percent)
-            total = self.total.setdefault(se.name, [0.0, 0])
-            total[0] += percent
-            total[1] += 1
+            load = self.load.setdefault(se.name, _SeLoad())
+            offered, load.packets = se.packets - load.packets, se.packets
+            load.add(100.0 * offered / (self.group.capacity_pps * SAMPLE_PERIOD_S))
             flows = self.vs.flows_by_se.get(se.name, 0)
-            self.timeline.record(self.sim.now / NS_PER_S, se.name, percent, flows - self.last_flows.get(se.name, 0),
-                                 len(se.nat))
-            self.last_flows[se.name] = flows
+            self.timeline.record(now_s, se.name, load.latest, flows - load.flows, len(se.nat))
+            load.flows = flows
+        if self.vs.auto_share and round(now_s) % PRIMARY_SHARE_PERIOD == 0:
+            self._adjust_primary_share()
+
+    def _mean_recent(self, name: str, seconds_: int) -> float:
+        recent = list(self.load[name].recent)[-seconds_:] if name in self.load else []
+        return sum(recent) / len(recent) if recent else 0.0
+
+    def _adjust_primary_share(self) -> None:
+        vs, primary = self.vs, self.vs.primary
+        secondaries = [name for name in vs.members if name != primary]
+        if primary is None or not secondaries:
+            return
+        headroom = max(0.0, 100.0 - self._mean_recent(primary, PRIMARY_SHARE_PERIOD))
+        others = sum(max(0.0, 100.0 - self._mean_recent(n, PRIMARY_SHARE_PERIOD)) for n in secondaries) / len(secondaries)
+        low, high = PRIMARY_WEIGHT_RANGE
+        weight = high if others <= 0 else max(low, min(high, round(100 * headroom / others)))
+        if weight == vs.primary_weight or (abs(weight - vs.primary_weight) < SHARE_STEP and low < weight < high):
+            return  # small moves are noise: the table is rebuilt only for a real change
+        previous = vs.primary_weight
+        vs.set_primary_weight(weight)
+        self.share_changes += 1
+        self.controller.log("primary.share", vs=vs.name, se=primary, weight=weight, previous=previous,
+                            share=round(vs.share().get(primary, 0.0), 4),
+                            cpu=round(self._mean_recent(primary, PRIMARY_SHARE_PERIOD), 2))
+
+    # -- alerts and autoscale ----------------------------------------------------------
 
     def evaluate(self) -> None:
-        serving = [name for name in self.vs.members if self.window.get(name)]
-        if not serving:
-            return
-        averages = {name: sum(self.window[name]) / len(self.window[name]) for name in serving}
-        self.window.clear()
-        average = sum(averages.values()) / len(averages)
-        per_se = {name: round(value, 2) for name, value in averages.items()}
-        if average > self.group.max_cpu_usage:
-            self.controller.log("alert.cpu_high", vs=self.vs.name, average=round(average, 2),
-                         threshold=self.group.max_cpu_usage, per_se=per_se)
-            self._act("scale_out", None)
-        elif average < self.group.min_cpu_usage:
-            self.controller.log("alert.cpu_low", vs=self.vs.name, average=round(average, 2),
-                         threshold=self.group.min_cpu_usage, per_se=per_se)
-            members = self.vs.members
-            if len(members) > 1:
-                self._act("scale_in", members[-1])
+        hot, cold = [], []
+        group = self.group
+        for name in self.vs.members:
+            load = self.load.get(name)
+            if load is None or not load.interval_n:
+                continue
+            average = load.interval_sum / load.interval_n
+            recent = self._mean_recent(name, LAST_SECONDS)
+            if average > group.max_cpu_usage:
+                self.controller.log("alert.cpu_high", se=name, vs=self.vs.name, average=round(average, 2),
+                                    last_30s=round(recent, 2), threshold=group.max_cpu_usage)
+                if recent > group.max_cpu_usage:
+                    hot.append((average, name))
+            elif average < group.min_cpu_usage:
+                self.controller.log("alert.cpu_low", se=name, vs=self.vs.name, average=round(average, 2),
+                                    last_30s=round(recent, 2), threshold=group.min_cpu_usage)
+                if recent < group.min_cpu_usage:
+                    cold.append((average, name))
+        for load in self.load.values():
+            load.interval_sum, load.interval_n = 0.0, 0
+        if hot:
+            self._act_on_hot(max(hot)[1])
+        elif cold and len(self.vs.members) > 1:
+            self._act("scale_in", min(cold)[1])
 
-    def _act(self, action: str, se: str | None) -> None:
+    def _act_on_hot(self, name: str) -> None:
+        """Scale out the VS that makes most of the hot SE's packets, or migrate it away if none dominates."""
+        share = 1.0  # the one VS makes every packet its SEs process
+        if share > SCALE_OUT_SHARE:
+            self._act("scale_out", name)
+        else:
+            self._act("migrate", name)
+
+    def _act(self, action: str, se: str) -> None:
         if not self.group.auto_rebalance:
             return
         if self.group.access != "write":
             self.controller.refuse(action, f"autoscale needs write access (access is {self.group.access})")
             return
+        control = self.controller.vs_control
         try:
             if action == "scale_out":
-                self.controller.scale_out(None, "autoscale: cpu high")
+                control.scale_out(None, f"autoscale: {se} cpu high")
+            elif action == "migrate":
+                control.migrate(se, None)
             else:
-                self.controller.scale_in(se)
+                control.scale_in(se)
         except Refused as refusal:
             self.controller.refuse(action, f"autoscale: {refusal}")
 
     def summary(self) -> dict:
-        return {name: {"average": round(total / samples, 2), "peak": round(self.peak[name], 2)}
-                for name, (total, samples) in sorted(self.total.items()) if samples}
-
+        return {name: {"average": round(load.total / load.samples, 2), "peak": round(load.peak, 2)}
+                for name, load in sorted(self.load.items()) if load.samples}

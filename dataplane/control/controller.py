@@ -1,14 +1,17 @@
 """
-The controller: which SEs serve the VS, and every change to that set.
+The controller: the SEs' life cycles, their creation and failures, and the scenario's timeline.
 
-It owns VS placement, the scenario's ``[[events]]`` timeline, and, by the
-behaviours of docs/design.md, scale out (B8), scale in (B9), migrate (B10), SE creation with retries and access
-modes (B13), failure detection and primary promotion (B14) and HA-mode rules
-(B15), logging each step under the event names of docs/design.md
-("Outputs").  An action that cannot be carried out is refused with a
-``<action>.refused`` event that says why; the run goes on.  SE life cycles
-and roles live in ``se_state`` (membership is read off the VS's roles
-table); the CPU model and autoscale in ``autoscale``.
+It owns the scenario's ``[[events]]`` timeline (``dispatch``), SE creation
+with retries and access modes (docs/design.md, B13), failure detection and
+what it means for each virtual service (B14): an SE is declared failed when
+a peer reports ``dp_hb_timeout_count`` missed data-plane heartbeats
+(``suspect``), or when it misses ``controller_heartbeat_miss_limit`` of the
+controller's own heartbeats (the only ones that reach an SE with no peer).
+The work on the virtual service itself (placement, scale out and in,
+migrate, failover, HA modes) is ``VsControl``'s; the CPU model and
+autoscale are ``autoscale``'s.  Every step is logged under the event names
+of docs/design.md ("Outputs"); an action that cannot be carried out is
+refused with a ``<action>.refused`` event that says why, and the run goes on.
 
 It reaches the data plane only through the runtime context (clock, log,
 registry) and the ``SeFactory`` the builder hands it for creating SEs.
@@ -19,17 +22,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Protocol, Sequence
 
-from ..clock import URGENT, seconds
+from ..clock import NS_PER_S, URGENT, seconds
 from ..errors import Refused
 from ..nodes.context import Runtime
 from ..scenario import Event, SeGroup, SeSpec
 from ..wire import frames
 from .autoscale import CpuMonitor
-from .se_state import Role, SeLifecycle, SeState
+from .se_state import SeLifecycle, SeState
 from .virtual_service import VirtualService
+from .vs_control import VsControl
 
-#: An existing, connected SE joins a VS "in seconds" (Avi docs); a new one must boot first.
-SE_JOIN_DELAY = 2.0
 IDLE_SWEEP_INTERVAL = 10.0
 #: A steering entry idle this long is dropped; a later packet of the flow finds its owner by flow probe.
 FLOW_TABLE_IDLE = 300.0
@@ -59,9 +61,10 @@ class Controller:
         self.refusals: list[dict] = []
         self.failed_hosts: set[str] = set()
         self.creating: dict[str, dict] = {}
-        self.scaling_out: str | None = None
+        self.vs_control = VsControl(vs, self)
         self.cpu = CpuMonitor(self, duration)
         self.expired: Counter[str] = Counter()
+        self._controller_misses: Counter[str] = Counter()
 
     def log(self, kind: str, **fields: Any) -> None:
         self.runtime.log(kind, **fields)
@@ -78,25 +81,34 @@ class Controller:
         return state.value if state else "unknown"
 
     def is_free(self, name: str) -> bool:
-        """Connected, alive and not serving the VS: a scale out or migrate may take it."""
+        """Connected, believed alive and not in the VS: a scale out or migrate may take it."""
         return self.lifecycle.get(name) is SeState.READY and self.vs.role(name) is None
+
+    def spare_se(self, exclude: set[str]) -> str | None:
+        """A connected SE with room (CPU under ``max_cpu_usage``) that is not in ``exclude``."""
+        for name in sorted(self.lifecycle.named(SeState.READY)):
+            if name not in exclude and self.is_free(name) and self.cpu.utilisation(name) < self.group.max_cpu_usage:
+                return name
+        return None
+
+    def new_phase(self, label: str) -> None:
+        self.runtime.counters.phase = f"{self.sim.now / NS_PER_S:g} s {label}"
 
     # -- start -----------------------------------------------------------------
 
     def start(self) -> None:
+        self.runtime.control = self
         for spec in self.initial_ses:
             self.lifecycle.add(spec.name, SeState.READY)
-        placement = list(self.vs.placement)
-        for name in placement:
-            self.se(name).monitor.start()
-        self.vs.place(placement)
-        self.se(placement[0]).announce_vip("placed as primary")
-        self.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
-                 vip=frames.ip_text(self.vs.vip))
+        for se in self.registry.service_engines():
+            se.heartbeat.start()
+        others = [s.name for s in self.initial_ses if s.name not in self.vs.placement]
+        self.vs_control.place(standby=others[0] if others and self.vs_control.legacy else None)
         for event in self.timeline:
             self.sim.at(seconds(event.at), self.dispatch, event, priority=URGENT)
         self.cpu.start()
         self.sim.every(seconds(IDLE_SWEEP_INTERVAL), self._expire_idle)
+        self.sim.every(seconds(self.group.controller_heartbeat_interval), self._controller_heartbeat)
 
     def _expire_idle(self) -> None:
         """Keep state bounded on long runs: idle flow-table and NAT entries go."""
@@ -115,81 +127,40 @@ class Controller:
 
     def refuse(self, action: str, reason: str) -> None:
         self.log(f"{action}.refused", reason=reason)
-        self.refusals.append({"t": round(self.sim.now / 1e9, 9), "action": action, "reason": reason})
+        self.refusals.append({"t": round(self.sim.now / NS_PER_S, 9), "action": action, "reason": reason})
 
-    def _new_phase(self, label: str) -> None:
-        self.runtime.counters.phase = f"{self.sim.now / 1e9:g} s {label}"
-
-    # -- scale out (docs/design.md, B8) ----------------------------------------------------
+    # -- the VS's operations ---------------------------------------------------------
 
     def do_scale_out(self, event) -> None:
-        self.scale_out(event.se, "administrator")
+        self.vs_control.scale_out(event.se, "administrator")
 
-    def scale_out(self, wanted: str | None, why: str) -> None:
-        if self.group.ha_mode == "legacy-active-standby":
-            raise Refused("ha_mode legacy-active-standby does not scale out")
-        if self.scaling_out is not None:
-            raise Refused(f"a scale out ({self.scaling_out}) is already in progress")
-        if len(self.vs.members) >= self.group.max_scaleout_per_vs:
-            raise Refused(f"the VS is already on {len(self.vs.members)} SEs "
-                          f"(max_scaleout_per_vs = {self.group.max_scaleout_per_vs})")
-        se = wanted or self._spare_se()
-        if wanted and not self.is_free(wanted):
-            raise Refused(f"{wanted} is {self.describe(wanted)}, not a connected SE free to join")
-        if se is None and self.group.access != "write":
-            raise Refused(f"access {self.group.access}: no connected SE is free; "
-                          "an administrator must create one first (create_se)")
-        if se is None and not self.factory.has_room_for_se(len(self.creating)):
-            raise Refused("no free address left on the frontend or backend network for a new SE")
-        self.scaling_out = se or "new SE"
-        if se is not None:
-            self.log("scale_out.started", vs=self.vs.name, se=se, reused=True, reason=why)
-            self._join(se, lambda: self._scaled_out(se), lambda reason: self._scale_out_failed(se, reason))
-        else:
-            name = self._next_se_name()
-            self.scaling_out = name
-            self.log("scale_out.started", vs=self.vs.name, se=name, reused=False, reason=why)
-            self._create(name, tried=set(), retry=True, then=lambda: self._join(
-                name, lambda: self._scaled_out(name), lambda reason: self._scale_out_failed(name, reason)))
+    def do_scale_in(self, event) -> None:
+        self.vs_control.scale_in(event.se)
 
-    def _scale_out_failed(self, name: str, reason: str) -> None:
-        self.scaling_out = None
-        self.log("scale_out.failed", vs=self.vs.name, se=name, reason=reason)
-
-    def _spare_se(self) -> str | None:
-        for name in sorted(self.lifecycle.named(SeState.READY)):
-            if self.is_free(name) and self.cpu.utilisation(name) < self.group.max_cpu_usage:
-                return name
-        return None
-
-    def _join(self, name: str, then: Callable[[], None], failed: Callable[[str], None]) -> None:
-        """Add ``name`` to the VS after the join delay ("scaling out"), then call ``then``."""
-        self.vs.join(name)
-        delay = min(SE_JOIN_DELAY, self.group.vs_se_scaleout_ready_timeout)
-
-        def joined() -> None:
-            if self.vs.role(name) is not Role.JOINING:
-                failed(f"{name} failed while joining")
-                return
-            self.se(name).monitor.start()
-            restoring = not self.vs.members
-            self.vs.joined(name)
-            if restoring:  # every SE had failed: the VIP needs a new owner before anything else
-                self._promote(name, "the VS had no SE left", planned=False)
-            then()
-        self.sim.after(seconds(delay), joined, priority=URGENT)
-
-    def _scaled_out(self, name: str) -> None:
-        self.scaling_out = None
-        self.log("scale_out.completed", vs=self.vs.name, se=name, service_engines=list(self.vs.members))
-        self._new_phase(f"after scale out to {name}")
+    def do_migrate(self, event) -> None:
+        self.vs_control.migrate(event.from_se, None if event.to_new_se else event.to_se)
 
     # -- SE creation (docs/design.md, B13) -------------------------------------------------
 
     def do_create_se(self, event) -> None:
         if not self.factory.has_room_for_se(len(self.creating)):
             raise Refused("no free address left on the frontend or backend network for a new SE")
-        self._create(event.name, tried=set(), retry=False, then=None, host=event.host)
+        self._create(event.name, tried=set(), retry=False, then=None, failed=None, host=event.host)
+
+    def can_create(self) -> str | None:
+        """None if the controller may create an SE now, else why it may not."""
+        if self.group.access != "write":
+            return (f"access {self.group.access}: no connected SE is free; "
+                    "an administrator must create one first (create_se)")
+        if not self.factory.has_room_for_se(len(self.creating)):
+            return "no free address left on the frontend or backend network for a new SE"
+        return None
+
+    def new_se(self, why: str, then: Callable[[str], None], failed: Callable[[str, str], None]) -> str:
+        """Create an SE (write access) and call ``then(name)`` once it is connected; returns its name."""
+        name = self._next_se_name()
+        self._create(name, tried=set(), retry=True, then=lambda: then(name), failed=lambda r: failed(name, r))
+        return name
 
     def _next_se_name(self) -> str:
         taken = set(self.lifecycle.states) | set(self.registry.nodes) | {e.name for e in self.timeline if e.name}
@@ -198,18 +169,18 @@ class Controller:
             number += 1
         return f"se-{number}"
 
-    def _create(self, name: str, tried: set[str], retry: bool, then, host: str | None = None) -> None:
+    def _create(self, name: str, tried: set[str], retry: bool, then, failed, host: str | None = None) -> None:
         if host is None:
             host = self._pick_host(tried)
             if host is None:
-                self.scaling_out = None
-                self.log("scale_out.failed", vs=self.vs.name, se=name, reason="no host left to create an SE on")
+                if failed:
+                    failed("no host left to create an SE on")
                 return
         tried.add(host)
         if self.lifecycle.get(name) is None:
             self.lifecycle.add(name, SeState.CREATING)
         self.log("se.create.started", se=name, host=host, attempt=len(tried))
-        job = {"host": host, "tried": tried, "retry": retry, "then": then}
+        job = {"host": host, "tried": tried, "retry": retry, "then": then, "failed": failed}
         self.creating[name] = job
         if host in self.failed_hosts:
             self.sim.after(seconds(1.0), self._creation_failed, name, f"host {host} is down", priority=URGENT)
@@ -223,11 +194,14 @@ class Controller:
 
     def _created(self, name: str) -> None:
         job = self.creating.pop(name)
-        self.factory.create_se(name, job["host"])
+        se = self.factory.create_se(name, job["host"])
         self.lifecycle.apply(name, "created")
+        se.heartbeat.start()
         self.log("se.create.completed", se=name, host=job["host"])
         if job["then"]:
             job["then"]()
+        else:
+            self.vs_control.ensure_minimum()  # an administrator's SE: a VS that is down may go there
 
     def _creation_failed(self, name: str, reason: str) -> None:
         job = self.creating.pop(name, None)
@@ -238,83 +212,14 @@ class Controller:
         self.log("se.create.failed", se=name, host=job["host"], reason=reason)
         if job["retry"] and self.group.access == "write":
             delay = seconds(self.group.se_create_retry_delay)
-            self.sim.after(delay, self._create, name, job["tried"], True, job["then"], priority=URGENT)
+            self.sim.after(delay, self._create, name, job["tried"], True, job["then"], job["failed"],
+                           priority=URGENT)
         else:
             self.lifecycle.apply(name, "creation_failed")
-            if self.scaling_out == name:
-                self.scaling_out = None
-                self.log("scale_out.failed", vs=self.vs.name, se=name, reason=reason)
+            if job["failed"]:
+                job["failed"](reason)
 
-    # -- scale in and migrate (docs/design.md, B9, B10) ------------------------------------
-
-    def do_scale_in(self, event) -> None:
-        self.scale_in(event.se)
-
-    def scale_in(self, name: str) -> None:
-        self._check_member(name)
-        remaining = len(self.vs.members) - 1
-        if remaining < self.group.min_scaleout_per_vs:
-            raise Refused(f"the VS would be on {remaining} SEs (min_scaleout_per_vs = {self.group.min_scaleout_per_vs})")
-        if self.group.ha_mode == "elastic-active-active" and remaining < 2:
-            raise Refused("ha_mode elastic-active-active keeps a VS on at least 2 SEs")
-        self.log("scale_in.started", vs=self.vs.name, se=name)
-        self._drain(name, "scale in", lambda: self.log("scale_in.completed", vs=self.vs.name, se=name))
-
-    def do_migrate(self, event) -> None:
-        source, target = event.from_se, event.to_se
-        self._check_member(source)
-        if not self.is_free(target):
-            what = self.describe(target) if self.lifecycle.get(target) else "not created yet"
-            raise Refused(f"{target} is {what}, not a connected SE free to join")
-        self.log("migrate.started", vs=self.vs.name, se=source, to=target)
-
-        def joined() -> None:
-            if self.vs.role(source) is not Role.MEMBER:  # failed or scaled in meanwhile: nothing left to move
-                self.log("migrate.completed", vs=self.vs.name, se=source, to=target,
-                         note=f"{source} was already {self.describe(source)}")
-                return
-            if self.vs.primary == source:
-                self._promote(target, f"migrate from {source}", planned=True)
-            self._drain(source, f"migrate to {target}",
-                        lambda: self.log("migrate.completed", vs=self.vs.name, se=source, to=target))
-
-        def failed(reason: str) -> None:
-            self.log("migrate.failed", vs=self.vs.name, se=source, to=target, reason=reason)
-        self._join(target, joined, failed)
-
-    def _check_member(self, name: str) -> None:
-        if self.vs.role(name) is not Role.MEMBER:
-            raise Refused(f"{name} is {self.describe(name)}, not serving the VS")
-
-    def _drain(self, name: str, why: str, then: Callable[[], None]) -> None:
-        if self.vs.primary == name:
-            self._promote(self.vs.members[1], f"{why} of {name}", planned=True)
-        stint = self.vs.drain(name)
-        self._new_phase(f"after {why} ({name} draining)")
-
-        def expired() -> None:
-            # The stint identifies this drain: a timer of an earlier drain of the same SE must not end a later one.
-            if self.vs.roles.stint(name) is not stint:
-                return
-            reset = self.se(name).reset_all(f"{why}: drain of {self.group.vs_scalein_timeout:g} s expired")
-            self.log("drain.expired", vs=self.vs.name, se=name, connections_reset=reset)
-            self.vs.drained(name)
-            self.se(name).monitor.stop()
-            then()
-        self.sim.after(seconds(self.group.vs_scalein_timeout), expired, priority=URGENT)
-
-    def _promote(self, name: str, reason: str, planned: bool) -> None:
-        old = self.vs.primary if self.vs.primary != name else None
-        if old is not None:
-            self.se(old).give_up_vip()
-        self.vs.promote(name)
-        if not planned:
-            # The failed primary's flow table is lost with it; the new primary asks (flow probes).
-            self.vs.forget_flows()
-        self.se(name).announce_vip(f"new primary: {reason}")
-        self.log("se.promoted", vs=self.vs.name, se=name, previous=old, reason=reason)
-
-    # -- failures (docs/design.md, B14) ----------------------------------------------------
+    # -- failures (docs/design.md, B14) ------------------------------------------------------
 
     def do_fail_se(self, event) -> None:
         self.fail_se(event.se, "administrator")
@@ -324,31 +229,40 @@ class Controller:
         if se is None or not se.alive:
             raise Refused(f"{name} is {'already down' if se else 'not created yet'}")
         se.fail()
-        group = self.group
-        detect_after = group.dp_hb_frequency * group.dp_hb_timeout_count
-        self.sim.after(seconds(detect_after), self._detected, name, why, detect_after, priority=URGENT)
+        se.failed_because = why
 
-    def _detected(self, name: str, why: str, detect_after: float) -> None:
-        was, role = self.describe(name), self.vs.role(name)
-        was_primary = self.vs.primary == name
-        self.lifecycle.apply(name, "fail")
-        self.log("se.failed", se=name, reason=why, missed_heartbeats=self.group.dp_hb_timeout_count,
-                 detected_after=detect_after, was=was)
-        if role is not Role.MEMBER:  # joining (its join timer reports the failure), draining, or not in the VS
-            self.vs.lose(name)
+    def suspect(self, name: str, reporter: str, misses: int) -> None:
+        """A peer missed ``misses`` data-plane heartbeats from ``name`` in a row (``nodes.heartbeat``)."""
+        se = self.registry.nodes.get(name)
+        if se is None or self.lifecycle.get(name) is not SeState.READY:
             return
-        survivors = [m for m in self.vs.members if m != name]
-        if was_primary and survivors:
-            self._promote(survivors[0], f"primary {name} failed", planned=False)
-        self.vs.lose(name)
-        self._new_phase(f"after failure of {name}")
-        if not survivors:
-            self.log("vs.down", vs=self.vs.name, reason=f"last SE {name} failed")
-        elif self.group.ha_mode == "elastic-active-active" and len(survivors) < 2:
-            try:
-                self.scale_out(None, "elastic-active-active keeps 2 SEs")
-            except Refused as refusal:
-                self.refuse("scale_out", str(refusal))
+        if se.alive:  # the controller's echo gets an answer: frames were lost, the SE is not down
+            self.log("se.suspected", se=name, by=reporter, missed_heartbeats=misses, verdict="alive")
+            return
+        self._declare_failed(name, f"{reporter} missed {misses} data-plane heartbeats", misses,
+                             self.group.dp_hb_frequency * misses)
+
+    def _controller_heartbeat(self) -> None:
+        """The controller's own heartbeat to every connected SE: six misses declare one failed."""
+        for name in self.lifecycle.named(SeState.READY):
+            if self.se(name).alive:
+                self._controller_misses.pop(name, None)
+                continue
+            self._controller_misses[name] += 1
+            misses = self._controller_misses[name]
+            if misses >= self.group.controller_heartbeat_miss_limit:
+                self._declare_failed(name, f"the controller missed {misses} heartbeats", misses,
+                                     self.group.controller_heartbeat_interval * misses)
+
+    def _declare_failed(self, name: str, detection: str, misses: int, after: float) -> None:
+        se = self.se(name)
+        was = self.describe(name)
+        self.lifecycle.apply(name, "fail")
+        self._controller_misses.pop(name, None)
+        se.note_failure(f"{name} failed (declared at {self.sim.now / NS_PER_S:g} s)")
+        self.log("se.failed", se=name, reason=getattr(se, "failed_because", "failed"), detected_by=detection,
+                 missed_heartbeats=misses, detected_after=round(after, 9), was=was)
+        self.vs_control.se_failed(name)
 
     def do_recover_se(self, event) -> None:
         name = event.se
@@ -361,6 +275,7 @@ class Controller:
         se.recover()
         self.lifecycle.apply(name, "recover")
         self.log("se.recovered", se=name)
+        self.vs_control.se_recovered(name)
 
     def do_fail_host(self, event) -> None:
         host = event.host
@@ -390,11 +305,14 @@ class Controller:
     # -- summary ---------------------------------------------------------------
 
     def summary(self) -> dict:
+        vs = self.vs_control.summary()
         return {
             "refusals": self.refusals,
             "flows_by_phase": {phase: dict(sorted(c.items()))
                                for phase, c in self.runtime.counters.flows_by_phase.items()},
-            "steering_share": {name: round(share, 4) for name, share in self.vs.share().items()},
+            "steering_share": vs["steering_share"],
+            "standby": vs["standby"],
+            "primary_weight": vs["primary_weight"],
             "se_states": {name: self.describe(name) for name in sorted(self.lifecycle.states)},
             "cpu": self.cpu.summary(),
             "timeline": self.cpu.timeline.summary(),

@@ -19,6 +19,8 @@ Its part in one virtual service (``ROLE_TRANSITIONS``; no entry: not in it):
 - ``JOINING``: being added to the VS ("scaling out"), takes no flows yet.
 - ``MEMBER``: takes new flows (one member is the primary).
 - ``DRAINING``: takes no new flows; its flows continue until the drain ends.
+- ``STANDBY``: legacy active/standby only: configured and ready, takes no
+  flows; ``take_over`` makes it the member (and primary) when the active fails.
 
 Each stint in a role is its own ``Stint`` object, so a timer that belongs to
 an earlier stint (a drain that was ended by a failure, say) can tell it is
@@ -42,6 +44,7 @@ class Role(Enum):
     JOINING = "joining"
     MEMBER = "member"
     DRAINING = "draining"
+    STANDBY = "standby"
 
 
 SE_TRANSITIONS: dict[SeState, dict[str, SeState]] = {
@@ -53,10 +56,11 @@ SE_TRANSITIONS: dict[SeState, dict[str, SeState]] = {
 
 #: ``None`` stands for "not in the VS": where an SE starts and where every stint ends.
 ROLE_TRANSITIONS: dict[Role | None, dict[str, Role | None]] = {
-    None: {"place": Role.MEMBER, "join": Role.JOINING},
+    None: {"place": Role.MEMBER, "join": Role.JOINING, "stand_by": Role.STANDBY},
     Role.JOINING: {"joined": Role.MEMBER, "fail": None},
     Role.MEMBER: {"drain": Role.DRAINING, "fail": None},
     Role.DRAINING: {"drained": None, "fail": None},
+    Role.STANDBY: {"take_over": Role.MEMBER, "fail": None},
 }
 
 

@@ -37,7 +37,9 @@ class VirtualService:
         self.port = spec.port
         self.proto = frames.PROTO_UDP if spec.protocol == "udp" else frames.PROTO_TCP
         self.placement = tuple(spec.placement)
-        self.primary_weight = se_group.primary_weight
+        #: The primary's weight in the Maglev table; None in the scenario means "follow the primary's CPU headroom".
+        self.auto_share = se_group.primary_weight is None
+        self.primary_weight = 100 if se_group.primary_weight is None else se_group.primary_weight
         self.hash_key = random.Random(f"{seed}:flow-hash-key").randbytes(16)
         self.roles = Roles()
         self._primary: str | None = None
@@ -45,6 +47,9 @@ class VirtualService:
         self.table: flowhash.MaglevTable | None = None
         self.flows_by_se: Counter[str] = Counter()
         self.vni = 1
+        #: Until then a new primary asks the other SEs about UDP packets it does not know (flow probes), as it
+        #: does for mid-flow TCP: after an unplanned promotion its flow table starts empty.
+        self.recovering_until = 0
 
     # -- who serves it (read off the roles table) ---------------------------------
 
@@ -66,6 +71,16 @@ class VirtualService:
     def serving(self) -> list[str]:
         """Every SE that still carries flows of this VS: members, then draining SEs."""
         return self.members + self.draining
+
+    @property
+    def standby(self) -> str | None:
+        return next(self.roles.named(Role.STANDBY), None)
+
+    @property
+    def peers(self) -> list[str]:
+        """Every SE the primary exchanges data-plane heartbeats with: all that serve, and the standby."""
+        standby = self.standby
+        return self.serving + ([standby] if standby else [])
 
     def role(self, name: str) -> Role | None:
         return self.roles.get(name)
@@ -114,6 +129,19 @@ class VirtualService:
 
     def promote(self, name: str) -> None:
         self._primary = name
+        self.rebuild()
+
+    def stand_by(self, name: str) -> None:
+        self.roles.apply(name, "stand_by")
+
+    def take_over(self, name: str) -> None:
+        """The standby becomes the VS's member and primary (legacy active/standby failover)."""
+        self.roles.apply(name, "take_over")
+        self._primary = name
+        self.rebuild()
+
+    def set_primary_weight(self, weight: int) -> None:
+        self.primary_weight = weight
         self.rebuild()
 
     def rebuild(self) -> None:

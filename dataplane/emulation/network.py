@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # built by the builder, which imports this module
     from ..nodes.router import Router
     from .addresses import AddressPool
 
-Observer = Callable[[str, int, bytes, str], None]
+#: observer(segment name, capture interface or -1 when the frame is not captured, virtual time, frame, comment)
+Observer = Callable[[str, int, int, bytes, str], None]
 
 
 class Network:
@@ -35,7 +36,7 @@ class Network:
         self.scenario = scenario
         self.runtime = runtime
         self.capture = capture
-        #: Called as observer(segment_name, time_ns, frame, comment) for every frame that crosses a segment.
+        #: Called as observer(segment, interface, time_ns, frame, comment) for every frame that crosses a segment.
         self.observers: list[Observer] = []
         self.segments: dict[str, Segment] = {}
         self.servers: list[Any] = []
@@ -75,11 +76,11 @@ class Network:
         observers = self.observers
 
         def tap(index: int, time_ns: int, frame: bytes, comment: str) -> None:
-            if write is not None:
+            if write is not None and index >= 0:
                 write(index, time_ns, frame, comment)
             if observers:
                 for observer in observers:
-                    observer(name, time_ns, frame, comment)
+                    observer(name, index, time_ns, frame, comment)
         return tap
 
     def write_names(self) -> None:

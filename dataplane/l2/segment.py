@@ -38,13 +38,14 @@ class Receiver(Protocol):
     def receive(self, nic: "Nic", frame: bytes) -> None: ...
 
 
+#: tap(capture interface or -1 for "not captured", virtual time, frame, comment)
 Tap = Callable[[int, int, bytes, str], None]
 
 
 class Nic:
     """One network interface: a MAC, an IPv4 address, a port on one segment."""
 
-    __slots__ = ("node", "name", "mac", "ip", "segment", "allowed_ips", "up")
+    __slots__ = ("node", "name", "mac", "ip", "segment", "allowed_ips", "up", "down_reason", "congested")
 
     def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes, segment: "Segment", static: bool = True):
         self.node = node
@@ -55,15 +56,19 @@ class Nic:
         #: Source IPs port security lets out of this port; None means any (a router port).
         self.allowed_ips: set[bytes] | None = {ip}
         self.up = True
+        #: Why the NIC is down ("se-2 failed, not yet detected"): frames sent to it are captured with it.
+        self.down_reason = ""
+        #: Set by a node whose input queue is full: the segment then asks ``node.admit(frame)`` before delivering.
+        self.congested = False
         segment.attach(self, static=static)
 
     @property
     def label(self) -> str:
         return f"{self.node.name}.{self.name}"
 
-    def send(self, frame: bytes, comment: str) -> None:
+    def send(self, frame: bytes, comment: str, captured: bool = True) -> None:
         if self.up:
-            self.segment.transmit(self, frame, comment)
+            self.segment.transmit(self, frame, comment, captured)
 
 
 class Segment:
@@ -95,7 +100,8 @@ class Segment:
         for mac in [m for m, port in self.mac_table.items() if port is nic]:
             del self.mac_table[mac]
 
-    def transmit(self, sender: Nic, frame: bytes, comment: str) -> None:
+    def transmit(self, sender: Nic, frame: bytes, comment: str, captured: bool = True) -> None:
+        """Put ``frame`` on the segment; ``captured=False`` keeps it out of the capture (observers still see it)."""
         self.frames += 1  # every frame put on the wire is captured, a dropped one too
         if not ETH_LEN <= len(frame) <= MAX_FRAME:
             self._drop("frame_size", frame, f"{comment} [DROPPED: a {len(frame)}-byte frame does not fit "
@@ -107,28 +113,40 @@ class Segment:
                 self._drop("port_security", frame, f"{comment} [DROPPED by port security: source {spoofed} "
                                                    f"not allowed on port {sender.label}]")
                 return
-        if self.tap:
-            self.tap(self.index, self.sim.now, frame, comment)
         table = self.mac_table
         src = frame[ETH_SRC]
         if table.get(src) is not sender and src not in self.static and (len(table) < MAC_TABLE_SIZE or src in table):
             table[src] = sender
         dst = frame[ETH_DST]
-        port = self.mac_table.get(dst)
+        port = table.get(dst)
+        index = self.index if captured else -1
+        if port is not None and not dst[0] & 1:
+            if port is not sender and not port.up:
+                self._drop("lost_to_failed_node", frame, f"{comment} [LOST: {port.down_reason or 'receiver down'}]",
+                           index)
+                return
+            if port.congested:
+                refusal = port.node.admit(frame)
+                if refusal is not None:
+                    self._drop(f"overload_{port.node.name}", frame, f"{comment} [DROPPED: {refusal}]", index)
+                    return
+            if self.tap:
+                self.tap(index, self.sim.now, frame, comment)
+            if port is not sender:
+                self.sim.post(self.latency_ns, port.node.receive, (port, frame))
+            return
+        if self.tap:
+            self.tap(index, self.sim.now, frame, comment)
         post = self.sim.post
         latency = self.latency_ns
-        if port is not None and not dst[0] & 1:
-            if port is not sender and port.up:
-                post(latency, port.node.receive, (port, frame))
-            return
         for port in self.ports:
             if port is not sender and port.up:
                 post(latency, port.node.receive, (port, frame))
 
-    def _drop(self, reason: str, frame: bytes, comment: str) -> None:
+    def _drop(self, reason: str, frame: bytes, comment: str, index: int | None = None) -> None:
         self.drops[reason] += 1
         if self.tap:
-            self.tap(self.index, self.sim.now, frame, comment)
+            self.tap(self.index if index is None else index, self.sim.now, frame, comment)
 
     @staticmethod
     def _spoofed_source(sender: Nic, frame: bytes) -> str | None:

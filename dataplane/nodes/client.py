@@ -4,11 +4,14 @@ Clients: hosts behind the gateway router that open connections to the VIP.
 Each ``Client`` is one IP address on the ``clients`` segment.  It speaks
 real TCP (three-way handshake, requests and responses of the configured
 sizes with correct sequence and acknowledgement numbers, FIN close, RST
-handling) or UDP request/response.  A connection that gets no answer for
+handling) or UDP request/response.  A TCP connection that gets no answer for
 ``RESPONSE_TIMEOUT`` is aborted with a RST and counted as failed.  Until
 then the client retransmits what it last sent (SYN, request or FIN) on a
 doubling timeout from ``INITIAL_RTO``, as a TCP stack does, so a flow whose
-SE died meets the steering that replaced it.
+SE died meets the steering that replaced it.  A UDP client asks again after
+``traffic.udp_timeout``, up to ``traffic.udp_tries`` times, as a resolver
+does, then goes on with its next request; the flow fails if a request went
+unanswered.  Every retransmission and abort says why in its comment.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ class ClientConnection:
     unacked: int = 0
     opened_ns: int = 0
     closed_ns: int | None = None
+    #: UDP: the request being asked, how many times, and how many requests got no answer at all.
+    datagram: bytes = b""
+    tries: int = 0
+    awaiting: bool = False
+    unanswered_requests: int = 0
+    fail_reason: str = ""
 
     @property
     def tuple_text(self) -> str:
@@ -141,10 +150,30 @@ class Client(Host):
                 self._send_tcp(conn, *segment)
             self._arm(conn, segments)
         else:
-            frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
-                                     payload, self.next_ident())
-            self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
-            self._arm(conn, [])
+            conn.datagram, conn.tries, conn.awaiting = payload, 1, True
+            self._send_datagram(conn, why)
+
+    def _send_datagram(self, conn: ClientConnection, why: str) -> None:
+        target = self.target
+        frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
+                                 conn.datagram, self.next_ident())
+        self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = self.sim.after(round(self.traffic.udp_timeout * NS_PER_S), self._udp_timeout, conn)
+
+    def _udp_timeout(self, conn: ClientConnection) -> None:
+        conn.timer = None
+        if not conn.awaiting:
+            return
+        if conn.tries < self.traffic.udp_tries:
+            conn.tries += 1
+            self._send_datagram(conn, f"try {conn.tries} of request {conn.request_number} (no answer for "
+                                      f"{self.traffic.udp_timeout:g} s)")
+            return
+        conn.awaiting = False
+        conn.unanswered_requests += 1
+        self._response_complete(conn)  # give up on this request, go on with the flow
 
     def _arm(self, conn: ClientConnection, unanswered: list | None = None) -> None:
         """Wait for an answer: retransmit ``unanswered`` on a doubling timeout, give up at the deadline."""
@@ -163,28 +192,34 @@ class Client(Host):
         if not conn.unanswered:  # nothing of ours is unacknowledged: just wait for the deadline
             conn.timer = self.sim.after(conn.deadline - self.sim.now, self._retransmit, conn)
             return
+        waited = (self.sim.now - (conn.deadline - RESPONSE_TIMEOUT)) / NS_PER_S
         for seq, ack, flags, payload, why in conn.unanswered:
-            self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload, f"retransmit {why}",
-                           mss=frames.TCP_MSS if flags & SYN else None)
+            self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload,
+                           f"retransmit {why} (no answer for {waited:g} s)", mss=frames.TCP_MSS if flags & SYN else None)
         conn.rto *= 2
         conn.timer = self.sim.after(min(conn.rto, conn.deadline - self.sim.now), self._retransmit, conn)
 
     def _timed_out(self, conn: ClientConnection) -> None:
-        if conn.proto == frames.PROTO_TCP and conn.state is not TcpState.SYN_SENT:
-            # The application gives up and closes with data unread: the stack sends a RST,
-            # which also frees the SE's NAT entry and the server's connection.
-            self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {RESPONSE_TIMEOUT // NS_PER_S} s without answer")
-        self._finish(conn, "failed", "abort")
+        seconds_ = RESPONSE_TIMEOUT // NS_PER_S
+        if conn.state is TcpState.SYN_SENT:
+            self._finish(conn, "failed", "abort", f"no answer to the SYN in {seconds_} s")
+            return
+        # The application gives up and closes with data unread: the stack sends a RST,
+        # which also frees the SE's NAT entry and the server's connection.
+        self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {seconds_} s without answer")
+        what = "to the close" if conn.state is TcpState.FIN_WAIT else f"to request {conn.request_number}"
+        self._finish(conn, "failed", "abort", f"no answer {what} in {seconds_} s")
 
-    def _finish(self, conn: ClientConnection, outcome: str, event: str) -> None:
+    def _finish(self, conn: ClientConnection, outcome: str, event: str, reason: str = "") -> None:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
         conn.state = advance(conn.state, event)
         conn.outcome = outcome
+        conn.fail_reason = reason
         conn.closed_ns = self.sim.now
         self.connections.pop(conn.sport, None)
-        self.runtime.counters.flow_closed(outcome)
+        self.runtime.counters.flow_closed(outcome, reason)
 
     # -- receiving -------------------------------------------------------------
 
@@ -202,15 +237,24 @@ class Client(Host):
             self._tcp_segment(conn, frame, view)
 
     def _udp_response(self, conn: ClientConnection, view: frames.FlowView) -> None:
+        if not conn.awaiting:  # the answer to an earlier try, after the request was answered or given up
+            self.drop("client_late_answer")
+            return
         conn.received += view.payload_len
         if conn.received >= self.traffic.response_bytes:
+            conn.awaiting = False
             self._response_complete(conn)
 
     def _tcp_segment(self, conn: ClientConnection, frame: bytes, view: frames.FlowView) -> None:
         seq, ack = frames.tcp_seq_ack(frame)
         flags = view.flags
         if flags & RST:
-            self._finish(conn, "reset", "reset")
+            # RFC 5961: only a RST at exactly the next expected sequence number (in SYN-SENT: one that
+            # acknowledges the SYN) ends the connection; any other is ignored, as a real stack does.
+            if (ack == conn.snd_nxt and flags & ACK) if conn.state is TcpState.SYN_SENT else seq == conn.rcv_nxt:
+                self._finish(conn, "reset", "reset", "reset by the network")
+            else:
+                self.drop("client_rst_out_of_window")
             return
         if conn.state is TcpState.SYN_SENT:
             if flags & (SYN | ACK) == SYN | ACK and ack == conn.snd_nxt:
@@ -251,7 +295,12 @@ class Client(Host):
             interval = round(self.traffic.request_interval * NS_PER_S)
             conn.timer = self.sim.after(interval, self._send_request, conn)
         elif conn.proto == frames.PROTO_UDP:
-            self._finish(conn, "completed", "done")
+            total = self.traffic.requests_per_connection
+            if conn.unanswered_requests:
+                self._finish(conn, "failed", "done", f"{conn.unanswered_requests} of {total} requests unanswered "
+                                                     f"after {self.traffic.udp_tries} tries")
+            else:
+                self._finish(conn, "completed", "done")
         else:
             conn.state = advance(conn.state, "close")
             fin = (conn.snd_nxt, conn.rcv_nxt, FIN | ACK, b"", "close")

@@ -69,6 +69,8 @@ class Counters:
         self.resets_by_se: Counter[str] = Counter()
         self.flows_total = 0
         self.flow_outcomes: Counter[str] = Counter()
+        #: Why flows failed or were reset, as the clients saw it.
+        self.flow_reasons: dict[str, Counter[str]] = {}
         #: The phase new flows are counted under; the controller names a new one at every change of membership.
         self.phase = "initial placement"
         self.flows_by_phase: dict[str, Counter[str]] = {}
@@ -82,8 +84,10 @@ class Counters:
     def flow_opened(self) -> None:
         self.flows_total += 1
 
-    def flow_closed(self, outcome: str) -> None:
+    def flow_closed(self, outcome: str, reason: str = "") -> None:
         self.flow_outcomes[outcome] += 1
+        if reason:
+            self.flow_reasons.setdefault(outcome, Counter())[reason] += 1
 
     def flow_owned(self, se: str) -> None:
         self.flows_by_phase.setdefault(self.phase, Counter())[se] += 1
@@ -97,6 +101,7 @@ class Registry:
         self.se_names: list[str] = []
         self.se_index: dict[str, int] = {}
         self.se_by_frontend_ip: dict[bytes, str] = {}
+        self.se_by_frontend_mac: dict[bytes, str] = {}
 
     def add(self, node: Any) -> None:
         self.nodes[node.name] = node
@@ -107,6 +112,7 @@ class Registry:
     def add_se(self, se: Any) -> None:
         self.add(se)
         self.se_by_frontend_ip[se.frontend.ip] = se.name
+        self.se_by_frontend_mac[se.frontend.mac] = se.name
         self.se_index[se.name] = len(self.se_names)
         self.se_names.append(se.name)
 
@@ -128,12 +134,20 @@ class Runtime:
         self.registry = Registry()
         #: Notes a sender leaves for the router to repeat in its comment (replay: "recorded frame N"), by frame.
         self.notes: dict[bytes, str] = {}
+        #: Where data-plane reports go (the controller sets itself here when it starts).
+        self.control: ControlPlane | None = None
 
     def log(self, kind: str, **fields: Any) -> dict:
         return self.events.log(kind, **fields)
 
 
 # -- what nodes expect of the layers above -----------------------------------------
+
+class ControlPlane(Protocol):
+    """What an SE may tell the controller."""
+
+    def suspect(self, name: str, reporter: str, misses: int) -> None:
+        """``reporter`` missed ``misses`` heartbeats in a row from SE ``name``."""
 
 class PoolServer(Protocol):
     """A pool member as a Service Engine sees it."""

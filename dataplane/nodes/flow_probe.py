@@ -2,10 +2,12 @@
 Flow probes: a new primary asks the other SEs who owns a mid-flow packet (docs/design.md, B14).
 
 After an unplanned primary change the new primary's flow table is empty.
-For a TCP packet that is not a SYN and misses the table, it holds the
-packet, asks every other SE of the VS, and forwards the held packets to the
-SE that claims the flow; if none does within ``se_flow_probe_timer`` (with
-``se_flow_probe_retries`` retries), the flow is reset.
+For a TCP packet that is not a SYN and misses the table (and, while the new
+primary recovers, any UDP packet that misses it), it holds the packet, asks
+every other SE of the VS, and forwards the held packets to the SE that
+claims the flow; if none does within ``se_flow_probe_timer`` (with
+``se_flow_probe_retries`` retries), a TCP flow is reset and a UDP flow is
+load-balanced to a remaining SE as a new one, as the product does.
 
 Wire format (UDP, SE frontend address to SE frontend address, destination
 port ``se_tunnel_udp_port + 1``, 1551 by default; all integers big-endian)::
@@ -72,7 +74,7 @@ class ProbingSe(Protocol):
 
     def adopt_flow(self, key: bytes, owner: str, held: list) -> None: ...
 
-    def reset_client(self, frame: bytes, view: frames.FlowView, why: str) -> None: ...
+    def unclaimed(self, key: bytes, held: list, why: str) -> None: ...
 
 
 @dataclass(eq=False)
@@ -105,7 +107,7 @@ class FlowProber:
             return
         peers = [name for name in self.se.vs.serving if name != self.se.name]
         if not peers:
-            self.se.reset_client(frame, view, "mid-flow packet, no other SE to ask")
+            self.se.unclaimed(key, [(frame, view)], "no other SE to ask")
             return
         self._next_id += 1
         probe = PendingProbe(self._next_id, key, [(frame, view)], set(peers))
@@ -143,9 +145,9 @@ class FlowProber:
 
     def _unclaimed(self, probe: PendingProbe, why: str) -> None:
         self._finish(probe)
-        frame, view = probe.held[-1]
+        view = probe.held[-1][1]
         self.se.runtime.log("flow_probe.unclaimed", se=self.se.name, flow=view.describe(), reason=why)
-        self.se.reset_client(frame, view, f"flow probe {probe.probe_id} unclaimed: {why}")
+        self.se.unclaimed(probe.key, probe.held, f"flow probe {probe.probe_id} unclaimed: {why}")
 
     def _finish(self, probe: PendingProbe) -> None:
         if probe.timer:

@@ -14,8 +14,9 @@ event naming the SE.  Probes are real frames in the capture:
   ``http_response_codes``; the probe then resets the connection;
 - ``icmp``: echo request and reply.
 
-Probe ports come from a range the SE's NAT never uses, so a probe's answer
-can never be mistaken for a client connection's.
+Probe ports come from the ports above the SE's NAT range
+(``ephemeral_portrange_end``), so a probe's answer can never be mistaken
+for a client connection's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from .context import PoolServer, Runtime
 from .nat import PortRing
 from .server_selection import ServerSelector
 
-PROBE_PORTS = (61000, 65535)
 
 
 class MonitoringSe(Protocol):
@@ -60,7 +60,8 @@ class Probe:
 
 
 class HealthMonitor:
-    def __init__(self, se: MonitoringSe, spec: MonitorSpec, servers: Sequence[PoolServer], seed: int):
+    def __init__(self, se: MonitoringSe, spec: MonitorSpec, servers: Sequence[PoolServer], seed: int,
+                 ports: tuple[int, int]):
         self.se = se
         self.sim = se.runtime.clock
         self.spec = spec
@@ -72,7 +73,8 @@ class HealthMonitor:
         #: Ports of probes already decided, to the server that may still be answering on them
         #: (the rest of an HTTP response after the status line): not client traffic.
         self.finished: dict[int, bytes] = {}
-        self.ports = PortRing(*PROBE_PORTS)
+        self.ports = PortRing(*ports)
+        self.first_port = ports[0]
         self._icmp_sequence = 0
         self.running = False
         self.generation = 0
@@ -132,7 +134,7 @@ class HealthMonitor:
 
     def answers(self, view: frames.FlowView) -> bool:
         """Cheap pre-check on the hot path: could this frame answer a probe (ICMP, or a probe port)?"""
-        return view.proto == frames.PROTO_ICMP or view.dport >= PROBE_PORTS[0]
+        return view.proto == frames.PROTO_ICMP or view.dport >= self.first_port
 
     def handle(self, frame: bytes, view: frames.FlowView) -> bool:
         """Consume a backend frame that answers one of our probes; return False for anything else."""

@@ -79,7 +79,11 @@ class Node:
         elif kind == ETHERTYPE_ARP_BYTES:
             self.handle_arp(nic, frame)
         else:
-            self.drop("unsupported_ethertype")
+            self.handle_other(nic, frame)
+
+    def handle_other(self, nic: Nic, frame: bytes) -> None:
+        """A frame of another EtherType (an SE's heartbeats, say); hosts have no use for them."""
+        self.drop("unsupported_ethertype")
 
     def handle_ip(self, nic: Nic, frame: bytes, view: FlowView) -> None:
         self.drop("no_listener")

@@ -19,7 +19,6 @@ from ..clock import NS_PER_S, Simulator
 from ..wire.frames import NatRewrite
 from ..wire.headers import ACK, FIN, PROTO_UDP, RST
 
-NAT_PORTS = (1024, 60999)  # the health monitor's probe ports lie above
 NAT_LINGER = 2 * NS_PER_S
 #: Idle timeouts of NAT entries (Avi's defaults: UDP flows 30 s, TCP connections 10 min).
 UDP_IDLE = 30 * NS_PER_S
@@ -62,6 +61,8 @@ class NatEntry:
     closing: bool = False
     #: Virtual time of the last packet either way: idle entries are expired (``NatTable.expire_idle``).
     last_ns: int = 0
+    #: The server has sent something: until then a TCP entry is half-open and expires sooner.
+    answered: bool = False
     #: The two sides in text, for the frame comments (built once, not per frame).
     client_side: str = ""
     server_side: str = ""
@@ -72,12 +73,14 @@ class NatEntry:
 class NatTable:
     """One SE's NAT entries, by client (address, port, protocol) and by (protocol, NAT port)."""
 
-    def __init__(self, clock: Simulator, on_closed: Callable[[NatEntry], None]):
+    def __init__(self, clock: Simulator, on_closed: Callable[[NatEntry], None], ports: tuple[int, int],
+                 half_open_ns: int):
         self.clock = clock
         self.on_closed = on_closed
         self.by_client: dict[tuple[bytes, int, int], NatEntry] = {}
         self.by_port: dict[tuple[int, int], NatEntry] = {}
-        self.ports = PortRing(*NAT_PORTS)
+        self.ports = PortRing(*ports)
+        self.half_open_ns = half_open_ns
         self._in_use: dict[int, int] = {}  # protocol -> ports taken, so a full range is known without a scan
 
     def __len__(self) -> int:
@@ -133,11 +136,15 @@ class NatTable:
     def expire_idle(self) -> int:
         """Forget connections idle longer than their protocol's timeout; return how many."""
         now = self.clock.now
-        idle = [nat for nat in self.by_client.values()
-                if now - nat.last_ns > (UDP_IDLE if nat.proto == PROTO_UDP else TCP_IDLE)]
+        idle = [nat for nat in self.by_client.values() if now - nat.last_ns > self._timeout(nat)]
         for nat in idle:
             self.close(nat)
         return len(idle)
+
+    def _timeout(self, nat: NatEntry) -> int:
+        if nat.proto == PROTO_UDP:
+            return UDP_IDLE
+        return TCP_IDLE if nat.answered else self.half_open_ns
 
     def clear(self) -> None:
         self.by_client.clear()

@@ -33,12 +33,16 @@ from . import flow_probe
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
 from .health import HealthMonitor
+from .heartbeat import ETHERTYPE_HEARTBEAT, HeartbeatAgent
 from .host import Node
 from .nat import NatEntry, NatTable
 from .server_selection import ServerSelector
 
 FLOW_TOUCH_INTERVAL = NS_PER_S
 TUNNEL_SOURCE_PORTS = 49152
+#: Frames an SE queues when it is busier than its capacity (like a NIC's receive ring); past it, it drops.
+QUEUE_FRAMES = 1024
+_HEARTBEAT = ETHERTYPE_HEARTBEAT.to_bytes(2, "big")
 
 
 class ServiceEngine(Node):
@@ -60,11 +64,20 @@ class ServiceEngine(Node):
         self.delay_ns = round(group.processing_delay * 1e9)
         self.tunnel_port = group.se_tunnel_udp_port
         self.selector = ServerSelector(self.servers, pool.lb_algorithm, vs.hash_key)
-        self.nat = NatTable(self.sim, lambda nat: self.selector.closed(nat.server))
-        self.monitor = HealthMonitor(self, pool.health_monitor, self.servers, seed)
+        self.nat = NatTable(self.sim, lambda nat: self.selector.closed(nat.server),
+                            (group.ephemeral_portrange_start, group.ephemeral_portrange_end),
+                            round(group.tcp_half_open_timeout * NS_PER_S))
+        self.probe_ports = (group.ephemeral_portrange_end + 1, 65535)  # the health monitor's, never a NAT port
+        self.monitor = HealthMonitor(self, pool.health_monitor, self.servers, seed, self.probe_ports)
         self.prober = FlowProber(self, group)
-        #: Frames this SE processed: the CPU model's offered work.
+        self.heartbeat = HeartbeatAgent(self, group)
+        self.failed_because = ""
+        #: Frames offered to this SE (processed, or dropped because it was overloaded): the CPU model's work.
         self.packets = 0
+        #: The CPU model as a queue: each frame takes 1/capacity_pps of the SE, and waits for the ones before it.
+        self.service_ns = max(1, round(NS_PER_S / group.capacity_pps))
+        self.busy_until = 0
+        self._wait = 0
 
     # -- roles -----------------------------------------------------------------
 
@@ -90,8 +103,27 @@ class ServiceEngine(Node):
         self.frontend.allowed_ips.discard(self.vs.vip)
 
     def later(self, send, *args) -> None:
-        """Send after the SE's processing delay, so capture timestamps show the hop's cost."""
-        self.sim.post(self.delay_ns, send, args)
+        """Send after the SE's processing delay (and any queueing), so capture timestamps show the hop's cost."""
+        self.sim.post(self.delay_ns + self._wait, send, args)
+
+    def _queue(self) -> None:
+        """Take this frame's share of the CPU: it waits while the frames before it are processed."""
+        now = self.sim.now
+        start = self.busy_until if self.busy_until > now else now
+        self.busy_until = start + self.service_ns
+        self._wait = start - now
+        if self._wait >= QUEUE_FRAMES * self.service_ns:
+            self.frontend.congested = self.backend.congested = True
+
+    def admit(self, frame: bytes) -> str | None:
+        """Asked by a segment while this SE is congested: None to take ``frame``, else why it is dropped."""
+        queued = (self.busy_until - self.sim.now) // self.service_ns
+        if queued < QUEUE_FRAMES or frame[12:14] == _HEARTBEAT:  # heartbeats go first: control traffic
+            if queued < QUEUE_FRAMES:
+                self.frontend.congested = self.backend.congested = False
+            return None
+        self.packets += 1
+        return f"{self.name} overloaded: {queued} frames queued"
 
     def peer(self, name: str) -> "ServiceEngine":
         return self.registry.nodes[name]
@@ -100,6 +132,11 @@ class ServiceEngine(Node):
 
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         self.packets += 1
+        self._queue()
+        self._route(nic, frame, view)
+        self._wait = 0  # what the SE sends later, on a timer, does not wait behind this frame
+
+    def _route(self, nic, frame: bytes, view: frames.FlowView) -> None:
         if nic is self.backend and self.monitor.answers(view) and self.monitor.handle(frame, view):
             return
         if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
@@ -134,7 +171,7 @@ class ServiceEngine(Node):
         owner = self.registry.se_names[entry[0]] if entry is not None else None
         if owner is not None and vs.carries(owner):
             why = "flow table"
-        elif owner is None and view.proto == frames.PROTO_TCP and not view.flags & SYN:
+        elif owner is None and (not view.flags & SYN if view.proto == frames.PROTO_TCP else now < vs.recovering_until):
             if self.nat.get(view.src, view.sport, view.proto) is not None:
                 self.adopt_flow(key, self.name, [(frame, view)])  # a flow it served as a secondary
             else:
@@ -166,6 +203,23 @@ class ServiceEngine(Node):
             self.later(self._tunnel, target, inner, comment + " in tunnel")
         else:
             self.later(self.frontend.send, inner, comment)
+
+    def unclaimed(self, key: bytes, held: list, why: str) -> None:
+        """No SE claims a held flow: reset it (TCP), or load-balance it as a new flow (UDP)."""
+        frame, view = held[-1]
+        if view.proto == frames.PROTO_TCP:
+            self.reset_client(frame, view, why)
+            return
+        owner, bucket = self.vs.choose(key)
+        if not self.vs.flow_table.put(key, self.registry.se_index[owner], self.sim.now):
+            self.drop("flow_table_full")
+            return
+        for frame, view in held:
+            if owner == self.name:
+                self._serve(frame, view, f"{why}, new flow, bucket {bucket}, own")
+            else:
+                self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({why}, new flow, "
+                                               f"bucket {bucket})")
 
     def adopt_flow(self, key: bytes, owner: str, held: list) -> None:
         """Record a flow a probe found and send on the packets held for it."""
@@ -308,6 +362,7 @@ class ServiceEngine(Node):
             self.drop("se_no_nat_entry")
             return
         nat.last_ns = self.sim.now
+        nat.answered = True
         if view.flags & (FIN | RST) or nat.fin_from_client:
             self.nat.track(nat, view.flags, from_client=False)
         if view.proto == frames.PROTO_TCP:
@@ -354,21 +409,36 @@ class ServiceEngine(Node):
         self.runtime.counters.reset(self.name, len(entries))
         return len(entries)
 
+    def handle_other(self, nic, frame: bytes) -> None:
+        sender = self.registry.se_by_frontend_mac.get(frame[ETH_SRC])
+        if frame[12:14] != _HEARTBEAT or nic is not self.frontend or sender is None:
+            self.drop("unsupported_ethertype")
+            return
+        self.heartbeat.receive(frame, sender)
+
     # -- failure -----------------------------------------------------------------
 
     def fail(self) -> None:
         """Stop dead: frames to this SE are lost and it sends nothing more."""
         self.alive = False
         self.frontend.up = self.backend.up = False
+        self.note_failure(f"{self.name} failed, not yet detected")
         self.monitor.stop()
+
+    def note_failure(self, why: str) -> None:
+        """What the capture says of frames sent to this (failed) SE."""
+        self.frontend.down_reason = self.backend.down_reason = why
 
     def recover(self) -> None:
         """Come back as after a reboot: no ARP, NAT or probe state."""
         self.alive = True
         self.frontend.up = self.backend.up = True
+        self.note_failure("")
+        self.busy_until = self._wait = 0
+        self.heartbeat.watching.clear()
         self.forget_arp()
         self.give_up_vip()
         self.nat.clear()
         self.prober.pending.clear()
         self.selector = ServerSelector(self.servers, self.pool.lb_algorithm, self.vs.hash_key)
-        self.monitor = HealthMonitor(self, self.pool.health_monitor, self.servers, self.seed)
+        self.monitor = HealthMonitor(self, self.pool.health_monitor, self.servers, self.seed, self.probe_ports)

@@ -76,10 +76,20 @@ class SeGroup:
     se_create_retry_delay: float = _f(_SECONDS, 180.0)
     dp_hb_frequency: float = _f(_POSITIVE, 0.1)
     dp_hb_timeout_count: int = _f(_num(int, 1), 10)
+    dp_hb_in_capture: bool = _f(_bool, True)
+    # The controller's own heartbeat to every SE (docs/design.md, B14): the only one that sees an SE with no peer.
+    controller_heartbeat_interval: float = _f(_POSITIVE, 10.0)
+    controller_heartbeat_miss_limit: int = _f(_num(int, 1, 20), 6)
     se_flow_probe_timer: float = _f(_POSITIVE, 0.1)
     se_flow_probe_retries: int = _f(_num(int, 0, 5), 2)
     processing_delay: float = _f(_SECONDS, 10e-6)
-    primary_weight: int = _f(_num(int, 1, 1000), 100)
+    # None: the primary's share follows its CPU headroom, as the product does; a number pins it (B5).
+    primary_weight: int | None = _f(_num(int, 1, 1000), None)
+    # The SE's source ports toward servers (the product's defaults); health probes use the ports above.
+    ephemeral_portrange_start: int = _f(_num(int, 1024, 65535), 4096)
+    ephemeral_portrange_end: int = _f(_num(int, 1024, 64511), 61440)
+    # A NAT entry whose server never answered the SYN is forgotten after this long (not the 10-minute idle).
+    tcp_half_open_timeout: float = _f(_POSITIVE, 30.0)
     # () while parsing means "not given": parse() fills in the SEs' hosts.
     hosts: tuple[str, ...] = _f(_list(_HOST_STR, nonempty=True, unique=True), ())
 
@@ -147,10 +157,13 @@ class Traffic:
     start: float = _f(_SECONDS, 0.0)
     stop: float | None = _f(_POSITIVE, None)          # None: until duration
     max_connections: int | None = _f(_num(int, 1), None)
+    # A UDP client asks again when no answer comes, as a resolver does, then goes on with the flow.
+    udp_timeout: float = _f(_POSITIVE, 1.0)
+    udp_tries: int = _f(_num(int, 1, 10), 3)
 
 
 _ACTIONS = {  # action -> (required keys, optional keys), besides "at" and "action"
-    "scale_out": ((), ("se",)), "scale_in": (("se",), ()), "migrate": (("from", "to"), ()),
+    "scale_out": ((), ("se",)), "scale_in": (("se",), ()), "migrate": (("from",), ("to", "to_new_se")),
     "create_se": (("name", "host"), ()), "fail_se": (("se",), ()), "recover_se": (("se",), ()),
     "fail_server": (("server",), ()), "recover_server": (("server",), ()),
     "fail_host": (("host",), ()),
@@ -167,6 +180,7 @@ class Event:
     server: Server | None = _f(_server, None)
     host: str | None = _f(_HOST_STR, None)
     name: str | None = _f(_SE_NAME_STR, None)
+    to_new_se: bool = _f(_bool, False)
 
 
 @_dc
@@ -237,6 +251,9 @@ def _se_group(raw) -> SeGroup:
     if g.min_scaleout_per_vs > g.max_scaleout_per_vs:
         raise _Invalid("se_group.min_scaleout_per_vs", f"must be <= max_scaleout_per_vs "
                        f"({g.max_scaleout_per_vs}), got {g.min_scaleout_per_vs}")
+    if g.ephemeral_portrange_start > g.ephemeral_portrange_end:
+        raise _Invalid("se_group.ephemeral_portrange_start", f"must be <= ephemeral_portrange_end "
+                       f"({g.ephemeral_portrange_end}), got {g.ephemeral_portrange_start}")
     if g.min_cpu_usage >= g.max_cpu_usage:
         raise _Invalid("se_group.min_cpu_usage", f"must be < max_cpu_usage "
                        f"({g.max_cpu_usage}), got {g.min_cpu_usage}")
@@ -271,9 +288,12 @@ def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
     if n < group.min_scaleout_per_vs:
         raise _Invalid(p, f"{n} SEs placed but se_group.min_scaleout_per_vs is "
                           f"{group.min_scaleout_per_vs}")
-    if group.ha_mode == "legacy-active-standby" and n != 1:
-        raise _Invalid(p, f"ha_mode legacy-active-standby places exactly 1 SE "
-                          f"(the standby is implicit), got {n}")
+    if group.ha_mode == "legacy-active-standby":
+        if len(ses) != 2:
+            raise _Invalid("service_engines", f"ha_mode legacy-active-standby needs exactly 2 SEs, got {len(ses)}")
+        if n > 2:
+            raise _Invalid(p, f"ha_mode legacy-active-standby places the active SE and optionally the standby, "
+                              f"got {n}")
     if group.ha_mode == "elastic-active-active" and n < 2:
         raise _Invalid(p, "ha_mode elastic-active-active needs at least 2 SEs, got 1")
     return vs
@@ -352,6 +372,8 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
                                              f"and not created by an earlier create_se event)")
         if ev.action == "migrate" and ev.from_se == ev.to_se:
             raise _Invalid(f"{p}.to", f"same SE as from ('{ev.to_se}')")
+        if ev.action == "migrate" and (ev.to_se is None) == (not ev.to_new_se):
+            raise _Invalid(f"{p}.to", "give either to (an SE) or to_new_se = true (the controller creates one)")
         if ev.server is not None and ev.server not in servers:
             raise _Invalid(f"{p}.server", f"{ev.server} is not a pool server")
         if ev.action == "create_se":

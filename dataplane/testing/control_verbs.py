@@ -38,7 +38,10 @@ class ControlVerbs:
     def scale_in(self, se: str) -> str | None:
         return self._act("scale_in", se=self._se(se))
 
-    def migrate(self, src: str, dst: str) -> str | None:
+    def migrate(self, src: str, dst: str | None = None) -> str | None:
+        """Migrate the VS from ``src`` to ``dst``, or to a new SE the controller creates (``dst`` None)."""
+        if dst is None:
+            return self._act("migrate", from_se=self._se(src), to_new_se=True)
         return self._act("migrate", from_se=self._se(src), to_se=self._se(dst))
 
     def fail_se(self, se: str) -> str | None:

@@ -101,9 +101,9 @@ class DataplaneNet(ControlVerbs):
 
     # -- observing -------------------------------------------------------------
 
-    def _observe(self, segment: str, time_ns: int, frame: bytes, comment: str) -> None:
+    def _observe(self, segment: str, interface: int, time_ns: int, frame: bytes, comment: str) -> None:
         number = None
-        if self.network.segments[segment].index >= 0:
+        if interface >= 0:
             self._captured_count += 1
             number = self._captured_count
         dropped = "[DROPPED" in comment
