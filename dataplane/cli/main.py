@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
-from . import check, diff, replay
+from . import check, diff, replay, split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(commands)
     diff.register(commands)
     check.register(commands)
+    split.register(commands)
     return parser
 
 
