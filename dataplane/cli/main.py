@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
-from . import check, diff, replay, split
+from . import check, diff, replay, split, wireshark_profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.register(commands)
     check.register(commands)
     split.register(commands)
+    wireshark_profile.register(commands)
     return parser
 
 
