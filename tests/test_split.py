@@ -197,3 +197,12 @@ def test_split_default_folder_is_beside_the_capture(neutron, tmp_path, capsys):
     shutil.copy(capture, copy)
     assert main(["split", str(copy), "--by", "nic"]) == 0
     assert (tmp_path / "split-nic" / "se-1.frontend.pcapng").is_file()
+
+
+@pytest.mark.parametrize("golden", sorted((Path(__file__).resolve().parents[1] / "pcaps" / "golden").glob("*.pcapng")),
+                         ids=lambda path: path.stem)
+def test_every_hop_of_every_golden_capture_passes_the_gate(golden, tmp_path):
+    result = split_capture(golden, "hop", tmp_path)
+    assert sum(part.frames for part in result.parts) == len(read_all(golden)) and not result.unsplit
+    for part in result.parts:
+        assert_passes_gate(result.path(part))
