@@ -234,7 +234,7 @@ def split_capture(path: str | os.PathLike, by: str, out_dir: str | os.PathLike,
         raise ValueError(f"by must be one of {', '.join(BY)}, not {by!r}")
     known = known or survey(path)
     route = router_for(by, known)
-    _refuse_too_many(path, by, known, route)
+    _refuse_too_many(path, by, known)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     writers = _Writers(out, known, comment=f"dataplane split --by {by} of {os.path.basename(os.fspath(path))}")
@@ -258,7 +258,7 @@ def split_capture(path: str | os.PathLike, by: str, out_dir: str | os.PathLike,
     return Split(out, by, writers.parts(), unsplit)
 
 
-def _refuse_too_many(path, by: str, known: Survey, route: Router) -> None:
+def _refuse_too_many(path, by: str, known: Survey) -> None:
     if by == "hop":
         count = sum(len(nics) * (len(nics) - 1) // 2 for nics in known.nics_on.values())
     elif by == "nic":
