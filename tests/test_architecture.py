@@ -22,6 +22,7 @@ LAYERS = [
     {"control"},
     {"emulation"},
     {"replay", "testing"},
+    {"tools"},
     {"cli", "__main__"},
 ]
 

@@ -267,3 +267,38 @@ def test_corrupt_pcapng_blocks(tmp_path):
     (tmp_path / "t.pcapng").write_bytes(good + bytes(epb))
     with pytest.raises(CaptureError, match=f"corrupt block at byte {len(good)}"):
         read_all(tmp_path / "t.pcapng")
+
+
+# -- what a capture says besides its frames (CaptureInfo) -----------------------
+
+def test_capture_info_collects_sections_interfaces_and_every_nrb(tmp_path):
+    from dataplane.wire.capture_reader import CaptureInfo
+
+    path = tmp_path / "info.pcapng"
+    with PcapngWriter(path, application="unit test", comment="section note") as w:
+        w.add_interface("frontend", "the VIP network")
+        w.add_names({"10.0.0.1": "gw", "2001:db8::1": ["six", "v6"]})
+        w.write_frame(0, 1, bytes(_eth(1)))
+        w.add_interface("backend", linktype=LINKTYPE_RAW, snaplen=96)
+        w.add_names({"10.0.0.1": "router", "10.0.0.2": "se-1"})  # a later NRB adds, never replaces
+        w.write_frame(1, 2, bytes(IP()))
+    info = CaptureInfo()
+    seen = []
+    for record in open_capture(path, info):
+        seen.append(info.sections[-1].interfaces[record.interface].name)
+    assert seen == ["frontend", "backend"]
+    section = info.sections[0]
+    assert (section.comment, section.application) == ("section note", "unit test")
+    assert [(i.name, i.description, i.linktype, i.snaplen) for i in section.interfaces] == [
+        ("frontend", "the VIP network", LINKTYPE_ETHERNET, 262144), ("backend", None, LINKTYPE_RAW, 96)]
+    assert info.names == {"10.0.0.1": ["gw", "router"], "2001:db8::1": ["six", "v6"], "10.0.0.2": ["se-1"]}
+
+
+def test_capture_info_of_a_classic_pcap(tmp_path):
+    from dataplane.wire.capture_reader import CaptureInfo
+
+    wrpcap(str(tmp_path / "one.pcap"), [_eth(1)])
+    info = CaptureInfo()
+    assert len(list(open_capture(tmp_path / "one.pcap", info))) == 1
+    assert len(info.sections) == 1 and info.sections[0].interfaces[0].linktype == LINKTYPE_ETHERNET
+    assert info.names == {} and info.sections[0].interfaces[0].name is None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
-from . import check, diff, replay
+from . import check, diff, replay, report, split, wireshark_profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,15 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="scenario TOML file")
     run.add_argument("--out", type=Path, default=None, help="output folder (default: out/<scenario name>)")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    report.add_flag(run)
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run the built-in product tour (VMware, scale out to 4 SEs and back)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
+    report.add_flag(demo, default=True)
     demo.set_defaults(handler=cmd_demo)
 
     replay.register(commands)
     diff.register(commands)
     check.register(commands)
+    split.register(commands)
+    report.register(commands)
+    wireshark_profile.register(commands)
     return parser
 
 
@@ -51,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             scenario = scenario_mod.with_seed(scenario, args.seed)
     except scenario_mod.ScenarioError as error:
         raise UsageError(str(error)) from None
-    return _run(scenario, args.out or Path("out") / scenario.name)
+    return _run(scenario, args.out or Path("out") / scenario.name, args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -60,10 +65,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = resources.files("dataplane").joinpath("scenarios/demo.toml")
     with resources.as_file(source) as path:
         scenario = scenario_mod.load(path)
-    return _run(scenario, args.out)
+    return _run(scenario, args.out, args)
 
 
-def _run(scenario, out: Path) -> int:
+def _run(scenario, out: Path, args: argparse.Namespace) -> int:
     from ..emulation import run_scenario
     from .summary import format_summary
 
@@ -72,6 +77,7 @@ def _run(scenario, out: Path) -> int:
     except OSError as error:
         raise UsageError(f"{out}: cannot write output: {error.strerror or error}") from None
     print(format_summary(summary))
+    report.after_run(args, out)
     return EXIT_OK
 
 

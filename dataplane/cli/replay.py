@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
+from . import report
 
 
 def register(commands) -> None:
@@ -49,6 +50,7 @@ def register(commands) -> None:
     p.add_argument("--fix-checksums", action="store_true",
                    help="recompute IPv4/TCP/UDP checksums of the input (captures taken with checksum offload)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    report.add_flag(p)
     p.set_defaults(handler=cmd_replay)
 
 
@@ -100,6 +102,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"{out}: cannot write output: {error.strerror or error}") from None
     print(format_replay(summary))
+    report.after_run(args, out)
     error = summary["replay"]["input_error"]
     if error:
         print(f"dataplane: {error}", file=sys.stderr)

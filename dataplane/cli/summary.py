@@ -32,6 +32,8 @@ def format_summary(summary: dict) -> str:
             f"  open it: wireshark {capture}   (View > Packet Comments, or add a frame.comment column;",
             "  Decode As udp.port 1550 -> VXLAN for the SE-to-SE tunnel)",
             f"  or: tshark -r {capture} -d udp.port==1550,vxlan -T fields -e frame.interface_name -e frame.comment",
+            f"  or with the dataplane profile (dataplane wireshark-profile --install): wireshark -C dataplane {capture}",
+            f"  one hop per file (for TCP analysis): dataplane split {capture} --by hop",
             f"events: {outputs['events.jsonl']}   summary: {outputs['summary.json']}",
         ]
     return "\n".join(lines)

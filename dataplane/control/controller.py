@@ -315,6 +315,7 @@ class Controller:
             "primary_weight": vs["primary_weight"],
             "se_states": {name: self.describe(name) for name in sorted(self.lifecycle.states)},
             "cpu": self.cpu.summary(),
+            "cpu_thresholds": {"max_cpu_usage": self.group.max_cpu_usage, "min_cpu_usage": self.group.min_cpu_usage},
             "timeline": self.cpu.timeline.summary(),
             "expired_idle": dict(self.expired),
         }

@@ -28,6 +28,8 @@ from ..wire.masks import VXLAN_PORTS
 EXPERT_ERROR = 0x00800000  # PI_ERROR in Wireshark's expert.h
 GATE_FILTER = '_ws.malformed || _ws.expert.severity >= "Error"'
 TSHARK_PASSES = ((), ("-d", "udp.port==1550,vxlan"))
+#: The label of a finding that is one TCP segment seen on two hops (testing.multihop).
+SEEN_AGAIN = "seen again on a later hop; check per hop with dataplane split"
 CHECKSUM_PREFS = ("-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
                   "-o", "udp.check_checksum:TRUE")
 
@@ -38,12 +40,15 @@ class Finding:
     interface: str
     comment: str
     message: str
+    #: The earlier frame that carried the same TCP segment on another hop (testing.multihop), or 0.
+    seen_before: int = 0
 
     def format(self) -> str:
         where = f"frame {self.number}" if self.number else "capture"
         iface = f" ({self.interface})" if self.interface else ""
         comment = f"\n    comment: {self.comment}" if self.comment else ""
-        return f"{where}{iface}: {self.message}{comment}"
+        again = f"\n    {SEEN_AGAIN} (first seen as frame {self.seen_before})" if self.seen_before else ""
+        return f"{where}{iface}: {self.message}{comment}{again}"
 
 
 def format_findings(findings: list[Finding], limit: int = 50) -> str:

@@ -9,7 +9,10 @@ Supported: pcap with µs (a1b2c3d4) and ns (a1b23c4d) magic in both byte
 orders; pcapng with any number of sections (each with its own byte order),
 IDBs (per-interface linktype, if_name, if_tsresol 10^-n and 2^-n,
 if_tsoffset), EPB (opt_comment read back), SPB and the obsolete PB.
-NRB, ISB, custom and unknown blocks are skipped.
+ISB, custom and unknown blocks are skipped.  What a capture says besides
+its frames (section comments, interface names and descriptions, the
+name-resolution blocks) is collected into a ``CaptureInfo`` when the
+caller passes one (``dataplane split`` copies it into the files it writes).
 
 Errors raise ``CaptureError`` naming the file, frame number and byte
 offset.  A truncated final record is reported only AFTER every whole
@@ -20,10 +23,11 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 from typing import Iterator
 
-__all__ = ["Record", "CaptureError", "open_capture", "read_all",
+__all__ = ["Record", "CaptureError", "CaptureInfo", "Interface", "Section", "open_capture", "read_all",
            "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LINUX_SLL",
            "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6"]
 
@@ -51,6 +55,37 @@ class Record:
     interface: int  # pcapng interface id within its section; 0 for pcap
     interface_name: str | None
     comment: str | None
+
+
+@dataclass(slots=True)
+class Interface:
+    name: str | None
+    description: str | None
+    linktype: int
+    snaplen: int
+
+
+@dataclass(slots=True)
+class Section:
+    comment: str | None
+    application: str | None
+    interfaces: list[Interface] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    """Everything but the frames, filled in while ``open_capture`` reads.
+
+    While a record is being handled, ``sections[-1]`` is its section, so
+    ``sections[-1].interfaces[record.interface]`` is its interface.
+    ``names`` maps an address (text) to the names every NRB gave it.
+    """
+    sections: list[Section] = field(default_factory=list)
+    names: dict[str, list[str]] = field(default_factory=dict)
+
+    def add_names(self, address: str, names: list[str]) -> None:
+        known = self.names.setdefault(address, [])
+        known.extend(name for name in names if name not in known)
 
 
 class CaptureError(Exception):
@@ -85,8 +120,8 @@ class _Stream:
         return True
 
 
-def open_capture(path) -> Iterator[Record]:
-    """Yield every record of a pcap or pcapng file, streaming."""
+def open_capture(path, info: CaptureInfo | None = None) -> Iterator[Record]:
+    """Yield every record of a pcap or pcapng file, streaming; fill ``info`` as its blocks go by."""
     name = os.path.basename(os.fspath(path))
     with open(path, "rb") as f:
         s = _Stream(f, f.read(_CHUNK))
@@ -95,9 +130,9 @@ def open_capture(path) -> Iterator[Record]:
                                "not a pcap or pcapng file")
         magic = s.buf[:4]
         if magic == b"\x0a\x0d\x0d\x0a":
-            yield from _pcapng(s, name)
+            yield from _pcapng(s, name, info)
         elif magic in _PCAP_MAGICS:
-            yield from _pcap(s, name, *_PCAP_MAGICS[magic])
+            yield from _pcap(s, name, *_PCAP_MAGICS[magic], info)
         else:
             raise CaptureError(f"{name}: not a pcap or pcapng file "
                                f"(magic 0x{magic.hex()})")
@@ -120,11 +155,14 @@ def _truncated(name, number, off, detail):
                         number, off)
 
 
-def _pcap(s: _Stream, name: str, bo: str, frac_ns: int) -> Iterator[Record]:
+def _pcap(s: _Stream, name: str, bo: str, frac_ns: int, info: CaptureInfo | None) -> Iterator[Record]:
     if not s.fill(24):
         raise CaptureError(f"{name}: pcap file header truncated "
                            f"({len(s.buf)} of 24 bytes)", 0, 0)
     linktype = struct.unpack_from(bo + "I", s.buf, 20)[0] & 0xFFFF  # upper bits: FCS info
+    if info is not None:
+        snaplen = struct.unpack_from(bo + "I", s.buf, 16)[0]
+        info.sections.append(Section(None, None, [Interface(None, None, linktype, snaplen)]))
     s.pos = 24
     unpack = struct.Struct(bo + "IIII").unpack_from
     number = 0
@@ -197,7 +235,40 @@ _S = {bo: (struct.Struct(bo + "HH"), struct.Struct(bo + "II"),
 _SHB_TYPE = 0x0A0D0D0A  # palindromic: reads the same in either byte order
 
 
-def _pcapng(s: _Stream, name: str) -> Iterator[Record]:
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _section(info: CaptureInfo, opts) -> None:
+    comments = [_text(v) for code, v in opts if code == 1]
+    application = next((_text(v) for code, v in opts if code == 4), None)
+    info.sections.append(Section("\n".join(comments) if comments else None, application))
+
+
+def _interface(info: CaptureInfo, linktype: int, snaplen: int, opts) -> None:
+    name = next((_text(v) for code, v in opts if code == 2), None)
+    description = next((_text(v) for code, v in opts if code == 3), None)
+    if not info.sections:  # an IDB before any SHB is caught as corruption elsewhere; stay safe
+        info.sections.append(Section(None, None))
+    info.sections[-1].interfaces.append(Interface(name, description, linktype, snaplen))
+
+
+def _names(info: CaptureInfo, buf: bytes, pos: int, end: int, bo: str) -> None:
+    """An NRB's records: type 1 (IPv4) or 2 (IPv6), the address, then NUL-terminated names."""
+    hdr = _S[bo][0].unpack_from
+    while pos + 4 <= end:
+        rtype, length = hdr(buf, pos)
+        if rtype == 0:
+            break
+        size = {1: 4, 2: 16}.get(rtype)
+        value = buf[pos + 4:pos + 4 + length]
+        if size and len(value) > size:
+            names = [_text(n) for n in value[size:].split(b"\0") if n]
+            info.add_names(str(ipaddress.ip_address(value[:size])), names)
+        pos += 4 + length + ((-length) & 3)
+
+
+def _pcapng(s: _Stream, name: str, info: CaptureInfo | None = None) -> Iterator[Record]:
     number = 0
     bo = "<"
     ohdr, hdr, epb, u32 = (st.unpack_from for st in _S[bo])
@@ -278,6 +349,13 @@ def _pcapng(s: _Stream, name: str) -> Iterator[Record]:
                          orig, 0, ifname, None)
         elif btype == 1:  # IDB
             linktype, _res, snaplen = struct.unpack_from(bo + "HHI", buf, pos + 8)
-            ifaces.append(_iface(linktype, snaplen, _options(buf, pos + 16, end, bo), bo))
-        # SHB body, NRB, ISB, DSB, custom and unknown blocks: nothing to yield.
+            opts = _options(buf, pos + 16, end, bo)
+            ifaces.append(_iface(linktype, snaplen, opts, bo))
+            if info is not None:
+                _interface(info, linktype, snaplen, opts)
+        elif info is not None and btype == _SHB_TYPE:
+            _section(info, _options(buf, pos + 24, end, bo))
+        elif info is not None and btype == 4:  # NRB
+            _names(info, buf, pos + 8, end, bo)
+        # ISB, DSB, custom and unknown blocks: nothing to yield.
         pos += total

@@ -1,0 +1,3 @@
+"""
+Tools over a run's outputs: the HTML report with plots, and the Wireshark profile.
+"""
