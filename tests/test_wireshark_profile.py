@@ -111,11 +111,13 @@ def test_colouring_rules_follow_the_comments(installed, run_dict):
     dsr = neutron(run_dict, **{"se_group.se_tunnel_mode": "enable-dsr"})  # port-security drops
     seen = set()
     for capture in (plain, dsr):
-        for rule, comment, vxlan, reset in rows(installed, capture, "frame.coloring_rule.name", "frame.comment",
-                                                "vxlan", "tcp.flags.reset", extra=("--color",)):
+        for rule, comment, vxlan, reset, kind in rows(installed, capture, "frame.coloring_rule.name", "frame.comment",
+                                                      "vxlan", "tcp.flags.reset", "eth.type", extra=("--color",)):
             sender = comment.split(" ", 1)[0]
-            if "[DROPPED" in comment:
+            if "[DROPPED" in comment or "[LOST" in comment:
                 expected = "dataplane: dropped"
+            elif kind == "0x88b5":
+                expected = "dataplane: SE heartbeat"
             elif "1" in reset.split(","):
                 expected = "dataplane: TCP reset"
             elif vxlan:
@@ -130,7 +132,7 @@ def test_colouring_rules_follow_the_comments(installed, run_dict):
             assert rule == expected, comment
             seen.add(expected)
     assert {"dataplane: dropped", "dataplane: SE-to-SE tunnel", "dataplane: se-1", "dataplane: se-4",
-            "dataplane: router", "dataplane: pool servers"} <= seen
+            "dataplane: router", "dataplane: pool servers", "dataplane: SE heartbeat"} <= seen
 
 
 def test_heartbeats_and_controller_events_have_their_colours(installed, tmp_path):

@@ -31,13 +31,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..files import write_atomically
+from ..nodes.heartbeat import ETHERTYPE_HEARTBEAT
 from ..scenario import SeGroup
 from .colours import NEUTRAL, SE_PAIRS, rgb
 
 PROFILE = "dataplane"
 TUNNEL_PORT = SeGroup().se_tunnel_udp_port  # the scenario's default; flow probes use the port above
-#: SE data-path heartbeats are Ethernet frames of this type (IEEE 802 local experimental EtherType 1).
-HEARTBEAT_ETHERTYPE = 0x88B5
+#: SE data-path heartbeats are Ethernet frames of this type (nodes/heartbeat.py has the format).
+HEARTBEAT_ETHERTYPE = ETHERTYPE_HEARTBEAT
 #: Control-plane events arrive on this capture interface, as syslog over UDP 514.
 CONTROLLER_INTERFACE = "controller"
 DROPPED_MARK = "[DROPPED"
@@ -63,7 +64,8 @@ class ColourRule:
 def colour_rules(tunnel_port: int = TUNNEL_PORT) -> list[ColourRule]:
     """The rules in priority order: what is rare and important first, then who sent the frame."""
     rules = [
-        ColourRule("dataplane: dropped", f'frame.comment contains "{DROPPED_MARK}"', "#000000", "#ff6060"),
+        ColourRule("dataplane: dropped", f'frame.comment contains "{DROPPED_MARK}" || frame.comment contains "[LOST"',
+                   "#000000", "#ff6060"),
         ColourRule("dataplane: controller event",
                    f'frame.interface_name == "{CONTROLLER_INTERFACE}" || syslog', "#ffdd57"),
         ColourRule("dataplane: SE heartbeat", f"eth.type == 0x{HEARTBEAT_ETHERTYPE:04x}", "#ececec", "#6e6e6e"),
