@@ -185,7 +185,7 @@ def test_dataclasses_are_frozen_and_with_seed_replaces_seed():
         s.seed = 3
     s2 = with_seed(s, 42)
     assert (s2.seed, s.seed) == (42, 7) and s2.pool is s.pool
-    with pytest.raises(ScenarioError, match=r"^s\.toml: seed: must be >= 0, got -1$"):
+    with pytest.raises(ScenarioError, match=r"^s\.toml: seed: -1 is out of range 0\.\.18,446,744,073,709,551,615$"):
         with_seed(s, -1)
 
 
@@ -279,7 +279,7 @@ CASES = {
     # ranges
     "max_scaleout_range": ([("se_group.max_scaleout_per_vs", 65)],
                            "se_group.max_scaleout_per_vs: 65 is out of range 1..64"),
-    "duration_positive": ([("duration", 0)], "duration: must be > 0.0, got 0.0"),
+    "duration_positive": ([("duration", 0)], "duration: 0 is out of range 1 µs..1 year"),
     "min_above_max": ([("se_group.min_scaleout_per_vs", 5)],
                       "se_group.min_scaleout_per_vs: must be <= max_scaleout_per_vs (4), got 5"),
     "cpu_min_above_max": ([("se_group.max_cpu_usage", 50), ("se_group.min_cpu_usage", 50)],
@@ -374,7 +374,7 @@ CASES = {
     "tunnel_port_leaves_room_for_probes": ([("se_group.se_tunnel_udp_port", 65535)],
                                            "se_group.se_tunnel_udp_port: 65535 is out of range 1..65534"),
     "seconds_bounded": ([("se_group.processing_delay", 1e300)],
-                        "se_group.processing_delay: 1e+300 is out of range 0.0..31536000.0"),
+                        "se_group.processing_delay: 1e+300 is out of range 0..1 s"),
     "two_servers_one_address": ([("pool.servers", ["10.20.0.101:8080", "10.20.0.101:8081"])],
                                 "pool.servers[1]: 10.20.0.101 is already pool.servers[0]: one server per address"),
     "client_network_too_small": ([("traffic.clients", ["198.51.100.7/32"])],
