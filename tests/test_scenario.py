@@ -405,3 +405,63 @@ def test_first_problem_wins_in_a_fixed_order():
     # Within a table, unknown keys come before type errors.
     data = mutate(("se_group.access", 1), ("se_group.acess", "write"))
     assert error_of(data) == "se_group.acess: unknown key; did you mean 'access'?"
+
+
+# ------------------------------------------------------------------ bounds
+
+def _bounded_keys():
+    """(dotted path, converter, other changes) for every number, string and array a scenario has."""
+    from dataplane.scenario import schema
+    from dataplane.scenario.validation import _spec
+    sections = [("", {k: v for k, v in schema._TOP.items() if k in ("name", "seed", "duration", "service_engines",
+                                                                   "events")}),
+                ("networks.frontend", _spec(scenario.Network)), ("networks.backend", _spec(scenario.Network)),
+                ("se_group", _spec(scenario.SeGroup)), ("service_engines[0]", _spec(scenario.SeSpec)),
+                ("virtual_service", _spec(scenario.VirtualService)), ("pool", _spec(scenario.Pool)),
+                ("pool.health_monitor", _spec(scenario.HealthMonitor)), ("traffic", _spec(scenario.Traffic))]
+    # An event key is only read for an action that takes it.
+    event_for = {"at": {"action": "scale_out"}, "se": {"action": "scale_out"}, "action": None,
+                 "from": {"action": "migrate", "to": "se-1"}, "to": {"action": "migrate", "from": "se-1"},
+                 "host": {"action": "fail_host"}, "name": {"action": "create_se", "host": "esx-1"}, "server": None}
+    for path, spec in sections:
+        for key, (conv, _default) in spec.items():
+            yield (f"{path}.{key}" if path else key), conv, []
+    for key, (conv, _default) in _spec(scenario.Event).items():
+        if event_for[key] is not None:
+            yield f"events[0].{key}", conv, [("events[0]", {"at": 1, **event_for[key]})]
+
+
+def _too_big(conv):
+    from dataplane.scenario.validation import _list, _num, _str
+    if isinstance(conv, _num):
+        return conv.kind(conv.hi * 2 + 1), "is out of range"
+    if isinstance(conv, _str):
+        return "a" * (conv.max_bytes + 1), f"bytes long (UTF-8), at most {conv.max_bytes:,}"
+    if isinstance(conv, _list):
+        return [None] * (conv.max_items + 1), f"items; at most {conv.max_items:,}"
+    return None, None
+
+
+BOUNDED = [(path, conv, changes) for path, conv, changes in _bounded_keys() if _too_big(conv)[0] is not None]
+
+
+@pytest.mark.parametrize("path, conv, changes", BOUNDED, ids=[path for path, _, _ in BOUNDED])
+def test_every_number_string_and_array_has_a_ceiling(path, conv, changes):
+    value, words = _too_big(conv)
+    message = error_of(mutate(*changes, (path, value)))
+    assert message.startswith(f"{path}: ") and words in message and len(message) < 200, message
+
+
+def test_every_number_has_a_range_and_every_key_is_in_the_readme_table():
+    from pathlib import Path
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split(" | ")[0].strip("| `"): line for line in readme.splitlines() if line.startswith("| `")}
+    missing = []
+    for key, default, accepted in scenario.key_reference():
+        expected = f"| `{key}` | {default} | {accepted} |"
+        if not rows.get(key, "").startswith(expected):
+            missing.append(expected)
+        if accepted.startswith(("number", "integer")):
+            assert ".." in accepted, f"{key}: a number without a range"
+    assert not missing, "README's scenario key table lacks or misstates:\n" + "\n".join(missing)
+    assert len(BOUNDED) >= 50
