@@ -81,7 +81,8 @@ HOSTILE_VALUES = {
                              "U+000A (only CR LF between lines)"),
     "vs_name_newline": (('name = "vs-web"', 'name = "vs\\nweb"'),
                         "virtual_service.name: 'vs\\nweb' holds control character U+000A"),
-    "multicast_frontend": (('cidr = "10.10.0.0/24"\ngateway = "10.10.0.1"', 'cidr = "224.0.0.0/24"\ngateway = "224.0.0.1"'),
+    "multicast_frontend": (('cidr = "10.10.0.0/24"\ngateway = "10.10.0.1"',
+                            'cidr = "224.0.0.0/24"\ngateway = "224.0.0.1"'),
                            "networks.frontend.cidr: 224.0.0.0/24 is multicast (224.0.0.0/4): hosts cannot use it"),
     "broadcast_frontend": (('cidr = "10.10.0.0/24"\ngateway = "10.10.0.1"',
                             'cidr = "255.255.255.255/32"\ngateway = "255.255.255.255"'),
@@ -148,7 +149,8 @@ def test_toml_the_parser_cannot_take_is_one_line_naming_the_file(tmp_path, capsy
 
 
 def test_only_a_regular_file_of_bounded_size_is_read(tmp_path, capsys):
-    assert_one_line_exit_2(capsys, ["run", "/dev/zero"], "/dev/zero: cannot read: a character device, not a regular file")
+    assert_one_line_exit_2(capsys, ["run", "/dev/zero"],
+                           "/dev/zero: cannot read: a character device, not a regular file")
     assert_one_line_exit_2(capsys, ["run", str(tmp_path)], f"{tmp_path}: cannot read")
     big = tmp_path / "big.toml"
     big.write_bytes(b"# padding\n" * (MAX_SCENARIO_BYTES // 10 + 1))
@@ -288,3 +290,19 @@ def test_check_reads_a_comment_that_is_not_utf8(tmp_path, capsys):
     assert finding.comment == "marker\ufffdcomment"
     status = cli.main(["check", str(path)])
     assert status == 1 and "marker\ufffdcomment" in capsys.readouterr().out
+
+
+def test_a_message_lists_a_few_names_not_a_thousand():
+    ses = [{"name": f"se-{i}", "host": f"esx-{i}-{'h' * 200}"} for i in range(1, 1001)]
+    data = scenario_dict(**{"networks.frontend": {"cidr": "10.10.0.0/20", "gateway": "10.10.0.1"},
+                            "networks.backend": {"cidr": "10.20.0.0/20"}, "service_engines": ses,
+                            "virtual_service.placement": ["se-1", "se-1001"]})
+    with pytest.raises(ScenarioError) as info:
+        parse(data, "s.toml")
+    assert str(info.value).startswith("s.toml: virtual_service.placement[1]: unknown SE 'se-1001' (service_engines: "
+                                      "se-1, se-2, se-3, se-4, se-5, se-6, se-7, se-8, ... (992 more))")
+    data["virtual_service"]["placement"] = ["se-1"]
+    data["events"] = [{"at": 1.0, "action": "fail_host", "host": "esx-0"}]
+    with pytest.raises(ScenarioError) as info:
+        parse(data, "s.toml")
+    assert "(992 more)" in str(info.value) and len(str(info.value)) < 2000

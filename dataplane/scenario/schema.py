@@ -28,7 +28,8 @@ from dataclasses import MISSING, dataclass
 from netaddr import IPAddress, IPNetwork
 
 from .validation import (_LINK_LOCAL_NET, MICROSECOND, YEAR, _bool, _build, _default_text, _doc, _enum, _expect, _f,
-                         _Invalid, _ip, _list, _net, _num, _raw_table, _reference, _show, _spec, _str, _table, _tname)
+                         _Invalid, _ip, _list, _listing, _net, _num, _raw_table, _reference, _show, _spec, _str,
+                         _table, _tname)
 
 __all__ = ["ScenarioError", "Scenario", "Network", "SeGroup", "SeSpec", "VirtualService",
            "Pool", "Server", "HealthMonitor", "Traffic", "Event", "key_reference", "parse", "with_seed"]
@@ -292,7 +293,7 @@ def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
     for i, se in enumerate(vs.placement):
         if se not in names:
             raise _Invalid(f"virtual_service.placement[{i}]",
-                           f"unknown SE '{se}' (service_engines: {', '.join(names)})")
+                           f"unknown SE '{se}' (service_engines: {_listing(names)})")
     n, p = len(vs.placement), "virtual_service.placement"
     if n > group.max_scaleout_per_vs:
         raise _Invalid(p, f"{n} SEs placed but se_group.max_scaleout_per_vs is "
@@ -392,7 +393,7 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
         elif ev.host is not None and ev.host not in hosts:
             # A typo here would fail nothing and silently test nothing.
             raise _Invalid(f"{p}.host", f"unknown host '{ev.host}' (hosts: "
-                                        f"{', '.join(sorted(hosts))})")
+                                        f"{_listing(sorted(hosts))})")
     return tuple(ev for _, ev in parsed)
 
 

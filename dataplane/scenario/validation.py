@@ -66,6 +66,13 @@ def _show(v) -> str:
     return _tname(v)
 
 
+def _listing(names, shown: int = 8) -> str:
+    """Names for a message, the first few only: a list of a thousand hosts must not make a 250 kB line."""
+    names = list(names)
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _number(x) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
         x = int(x)
