@@ -4,16 +4,19 @@ Output files written all or nothing.
 ``write_outputs`` writes a run's ``capture.pcapng``, ``events.jsonl`` and
 ``summary.json`` under temporary names in the output folder and renames
 them only when the run has finished, so an interrupted or failed run never
-leaves a half-written file behind a good name (``run``, ``demo`` and
-``replay`` use it).  ``write_atomically`` does the same for one file
-(golden captures, test artefacts).  It imports nothing of dataplane, so
-the pytest plugin can use it cheaply.
+leaves a half-written file behind a good name, nor a folder it made and
+left empty (``run``, ``demo`` and ``replay`` use it).  Nothing is written
+outside that folder.  ``write_atomically`` does the same for one file
+(golden captures, test artefacts), and ``folder_name`` turns a name from a
+scenario into one path component that stays inside its parent.  It
+imports nothing of dataplane, so the pytest plugin can use it cheaply.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,9 +33,11 @@ def write_outputs(out_dir: str | os.PathLike,
     returned); if it raises, every temporary file is removed and no good name is touched.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    temps = {name: temp_output_path(out, name) for name in OUTPUTS}
+    made = _make_folder(out)
+    temps: dict[str, Path] = {}
+    finished = False
     try:
+        temps = {name: temp_output_path(out, name) for name in OUTPUTS}
         with ExitStack() as stack:
             capture = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
             events = stack.enter_context(open(temps["events.jsonl"], "w", encoding="utf-8"))
@@ -43,11 +48,38 @@ def write_outputs(out_dir: str | os.PathLike,
             handle.write("\n")
         for name, temp in temps.items():
             os.replace(temp, out / name)
+        finished = True
     finally:
         for temp in temps.values():
             if temp.exists():
                 temp.unlink()
+        if not finished:
+            _remove_if_empty(made)
     return summary
+
+
+def _make_folder(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; return the folders made, deepest first."""
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first, so a parent empties as its child goes
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another writer put something there) or already gone: leave it
+            return
+
+
+def folder_name(name: str, fallback: str = "scenario") -> str:
+    """``name`` as one safe path component: ASCII letters, digits, '.', '_' and '-', no leading dot.
+
+    A scenario name like ``../../x`` becomes ``x``: the folder stays inside its parent whatever the name.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:100].rstrip(".-")
+    return safe or fallback
 
 
 def temp_output_path(out: Path, name: str) -> Path:

@@ -187,7 +187,7 @@ def test_dataclasses_are_frozen_and_with_seed_replaces_seed():
         s.seed = 3
     s2 = with_seed(s, 42)
     assert (s2.seed, s.seed) == (42, 7) and s2.pool is s.pool
-    with pytest.raises(ScenarioError, match=r"^s\.toml: seed: must be >= 0, got -1$"):
+    with pytest.raises(ScenarioError, match=r"^s\.toml: seed: -1 is out of range 0\.\.18,446,744,073,709,551,615$"):
         with_seed(s, -1)
 
 
@@ -281,7 +281,7 @@ CASES = {
     # ranges
     "max_scaleout_range": ([("se_group.max_scaleout_per_vs", 65)],
                            "se_group.max_scaleout_per_vs: 65 is out of range 1..64"),
-    "duration_positive": ([("duration", 0)], "duration: must be > 0.0, got 0.0"),
+    "duration_positive": ([("duration", 0)], "duration: 0 is out of range 1 µs..1 year"),
     "min_above_max": ([("se_group.min_scaleout_per_vs", 5)],
                       "se_group.min_scaleout_per_vs: must be <= max_scaleout_per_vs (4), got 5"),
     "cpu_min_above_max": ([("se_group.max_cpu_usage", 50), ("se_group.min_cpu_usage", 50)],
@@ -383,7 +383,7 @@ CASES = {
     "tunnel_port_leaves_room_for_probes": ([("se_group.se_tunnel_udp_port", 65535)],
                                            "se_group.se_tunnel_udp_port: 65535 is out of range 1..65534"),
     "seconds_bounded": ([("se_group.processing_delay", 1e300)],
-                        "se_group.processing_delay: 1e+300 is out of range 0.0..31536000.0"),
+                        "se_group.processing_delay: 1e+300 is out of range 0..1 s"),
     "two_servers_one_address": ([("pool.servers", ["10.20.0.101:8080", "10.20.0.101:8081"])],
                                 "pool.servers[1]: 10.20.0.101 is already pool.servers[0]: one server per address"),
     "client_network_too_small": ([("traffic.clients", ["198.51.100.7/32"])],
@@ -414,3 +414,64 @@ def test_first_problem_wins_in_a_fixed_order():
     # Within a table, unknown keys come before type errors.
     data = mutate(("se_group.access", 1), ("se_group.acess", "write"))
     assert error_of(data) == "se_group.acess: unknown key; did you mean 'access'?"
+
+
+# ------------------------------------------------------------------ bounds
+
+def _bounded_keys():
+    """(dotted path, converter, other changes) for every number, string and array a scenario has."""
+    from dataplane.scenario import schema
+    from dataplane.scenario.validation import _spec
+    sections = [("", {k: v for k, v in schema._TOP.items() if k in ("name", "seed", "duration", "service_engines",
+                                                                   "events")}),
+                ("networks.frontend", _spec(scenario.Network)), ("networks.backend", _spec(scenario.Network)),
+                ("se_group", _spec(scenario.SeGroup)), ("service_engines[0]", _spec(scenario.SeSpec)),
+                ("virtual_service", _spec(scenario.VirtualService)), ("pool", _spec(scenario.Pool)),
+                ("pool.health_monitor", _spec(scenario.HealthMonitor)), ("traffic", _spec(scenario.Traffic))]
+    # An event key is only read for an action that takes it.
+    event_for = {"at": {"action": "scale_out"}, "se": {"action": "scale_out"}, "action": None,
+                 "from": {"action": "migrate", "to": "se-1"}, "to": {"action": "migrate", "from": "se-1"},
+                 "host": {"action": "fail_host"}, "name": {"action": "create_se", "host": "esx-1"}, "server": None,
+                 "to_new_se": None}
+    for path, spec in sections:
+        for key, (conv, _default) in spec.items():
+            yield (f"{path}.{key}" if path else key), conv, []
+    for key, (conv, _default) in _spec(scenario.Event).items():
+        if event_for[key] is not None:
+            yield f"events[0].{key}", conv, [("events[0]", {"at": 1, **event_for[key]})]
+
+
+def _too_big(conv):
+    from dataplane.scenario.validation import _list, _num, _str
+    if isinstance(conv, _num):
+        return conv.kind(conv.hi * 2 + 1), "is out of range"
+    if isinstance(conv, _str):
+        return "a" * (conv.max_bytes + 1), f"bytes long (UTF-8), at most {conv.max_bytes:,}"
+    if isinstance(conv, _list):
+        return [None] * (conv.max_items + 1), f"items; at most {conv.max_items:,}"
+    return None, None
+
+
+BOUNDED = [(path, conv, changes) for path, conv, changes in _bounded_keys() if _too_big(conv)[0] is not None]
+
+
+@pytest.mark.parametrize("path, conv, changes", BOUNDED, ids=[path for path, _, _ in BOUNDED])
+def test_every_number_string_and_array_has_a_ceiling(path, conv, changes):
+    value, words = _too_big(conv)
+    message = error_of(mutate(*changes, (path, value)))
+    assert message.startswith(f"{path}: ") and words in message and len(message) < 200, message
+
+
+def test_every_number_has_a_range_and_every_key_is_in_the_readme_table():
+    from pathlib import Path
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split(" | ")[0].strip("| `"): line for line in readme.splitlines() if line.startswith("| `")}
+    missing = []
+    for key, default, accepted in scenario.key_reference():
+        expected = f"| `{key}` | {default} | {accepted} |"
+        if not rows.get(key, "").startswith(expected):
+            missing.append(expected)
+        if accepted.startswith(("number", "integer")):
+            assert ".." in accepted, f"{key}: a number without a range"
+    assert not missing, "README's scenario key table lacks or misstates:\n" + "\n".join(missing)
+    assert len(BOUNDED) >= 50

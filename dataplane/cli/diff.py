@@ -9,6 +9,7 @@ import os
 from ..errors import EXIT_FINDING, EXIT_OK, UsageError
 from ..testing.diff import diff_captures
 from ..wire.capture_reader import CaptureError
+from .arguments import ascii_int
 
 
 def register(commands) -> None:
@@ -20,7 +21,7 @@ def register(commands) -> None:
     parser.add_argument("--ignore", action="append", default=[], metavar="FIELDS",
                         help="comma-separated fields to ignore (Wireshark names: ip.ttl, tcp.seq, eth.src, ..., "
                              "frame.comment, frame.time); repeatable")
-    parser.add_argument("--limit", type=int, default=10, help="differing frames to print (default 10)")
+    parser.add_argument("--limit", type=ascii_int, default=10, help="differing frames to print (default 10)")
     parser.set_defaults(handler=_cmd_diff)
 
 

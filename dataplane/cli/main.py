@@ -3,23 +3,41 @@ The ``dataplane`` command line: parse arguments, dispatch, map errors to exit co
 
 Exit status: 0 success, 1 a finding (``diff`` found a difference, ``check``
 found a problem), 2 bad input.  Bad input is reported as one line on stderr
-that names the file, key or packet; never as a traceback.
+that names the file, key or packet; never as a traceback.  SIGTERM and
+SIGHUP end a run as Ctrl-C (SIGINT) does: the output files being written
+are removed, none is replaced, and the exit status is 128 + the signal's
+number.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
+from ..files import folder_name
 from . import check, diff, replay, report, split, wireshark_profile
+from .arguments import Parser, ascii_int
+
+# SIGINT already arrives as KeyboardInterrupt; these would otherwise kill the process before any cleanup.
+CLEAN_EXIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Terminated(BaseException):
+    """A termination signal arrived; raised where the program was, so every ``finally`` runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dataplane",
         description="Packet-level emulator of Avi / NSX ALB virtual-service scale-out.",
     )
@@ -28,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a scenario file and write capture, events and summary")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
-    run.add_argument("--out", type=Path, default=None, help="output folder (default: out/<scenario name>)")
-    run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    run.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: out/<scenario name, as a safe folder name>)")
+    run.add_argument("--seed", type=ascii_int, default=None, help="override the scenario's seed")
     report.add_flag(run)
     run.set_defaults(handler=cmd_run)
 
@@ -56,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             scenario = scenario_mod.with_seed(scenario, args.seed)
     except scenario_mod.ScenarioError as error:
         raise UsageError(str(error)) from None
-    return _run(scenario, args.out or Path("out") / scenario.name, args)
+    return _run(scenario, args.out or Path("out") / folder_name(scenario.name), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -82,16 +101,40 @@ def _run(scenario, out: Path, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+    with _signals_end_cleanly():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return EXIT_OK
+            return args.handler(args)
+        except UsageError as error:
+            print(f"dataplane: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print("dataplane: interrupted; no output file was replaced", file=sys.stderr)
+            return 130
+        except Terminated as stop:
+            print(f"dataplane: terminated by {signal.Signals(stop.signum).name}; no output file was replaced",
+                  file=sys.stderr)
+            return 128 + stop.signum
+
+
+@contextlib.contextmanager
+def _signals_end_cleanly():
+    """Turn SIGTERM and SIGHUP into ``Terminated`` for the length of one command, then put the old handlers back."""
+    def stop(signum, _frame):
+        for number in CLEAN_EXIT_SIGNALS:  # a second signal must not interrupt the cleanup
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signum)
+
     try:
-        return args.handler(args)
-    except UsageError as error:
-        print(f"dataplane: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("dataplane: interrupted; no output file was replaced", file=sys.stderr)
-        return 130
+        previous = {number: signal.signal(number, stop) for number in CLEAN_EXIT_SIGNALS}
+    except ValueError:  # not the main thread (an embedding program): signals stay as they are
+        previous = {}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

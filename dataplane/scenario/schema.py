@@ -13,21 +13,26 @@ hand-written code here only does the cross-field checks (VIP inside
 frontend, placement vs. scale-out bounds, event references...). Checks run
 in a fixed order and stop at the first problem, so a given bad file always
 yields the same message.
+
+Every value is bounded (README, "Limits"): a number's range, a string's size
+and a list's length are declared with its field, next to its default, and
+`key_reference()` reads them back for README's key table. Reading the file
+itself is `dataplane.scenario.reading`.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import MISSING, dataclass
 
 from netaddr import IPAddress, IPNetwork
 
-from .validation import (_Invalid, _bool, _build, _enum, _expect, _f, _ip, _list, _net, _num, _raw_table,
-                         _show, _spec, _str, _table, _tname)
+from .validation import (_LINK_LOCAL_NET, MICROSECOND, YEAR, _bool, _build, _default_text, _doc, _enum, _expect, _f,
+                         _Invalid, _ip, _list, _listing, _net, _num, _raw_table, _reference, _show, _spec, _str,
+                         _table, _tname)
 
 __all__ = ["ScenarioError", "Scenario", "Network", "SeGroup", "SeSpec", "VirtualService",
-           "Pool", "Server", "HealthMonitor", "Traffic", "Event", "load", "parse", "with_seed"]
+           "Pool", "Server", "HealthMonitor", "Traffic", "Event", "key_reference", "parse", "with_seed"]
 
 
 class ScenarioError(ValueError):
@@ -38,22 +43,33 @@ class ScenarioError(ValueError):
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-# A year of virtual time bounds every duration: larger values only overflow the ns clock.
-_SECONDS = _num(float, 0.0, 365 * 86400.0)
-_POSITIVE = _num(float, 0.0, lo_open=True)
+# Every number is bounded where its field is declared (README, "Limits"); these are the shared ranges.
+# A year of virtual time bounds every time: the ns clock and pcapng's 64-bit timestamps stay far from overflow.
+_SECONDS = _num(float, 0.0, YEAR, "s")          # a delay or a moment: 0 means "at once"
+_INTERVAL = _num(float, MICROSECOND, YEAR, "s")  # something that repeats: shorter would spin the clock
+_SHORT_DELAY = _num(float, 0.0, 1.0, "s")       # per-hop latency and processing: no network takes longer
 _PORT = _num(int, 1, 65535)
-_SE_NAME_STR = _str(re.compile(r"[a-z0-9][a-z0-9-]*"), "SE name ([a-z0-9][a-z0-9-]*)")
-_HOST_STR = _str(re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*"), "host name")
-_HTTP_CODE = _str(re.compile(r"[1-5](xx|[0-9]{2})"), "HTTP status pattern (like 2xx or 200)")
+_COUNT = _num(int, 1, 1_000_000)
+_SE_NAME_STR = _str(re.compile(r"[a-z0-9][a-z0-9-]*"), "SE name ([a-z0-9][a-z0-9-]*)", max_bytes=63)
+_HOST_STR = _str(re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*"), "host name", max_bytes=253)
+_HTTP_CODE = _str(re.compile(r"[1-5](xx|[0-9]{2})"), "HTTP status pattern (like 2xx or 200)", max_bytes=3)
+# A health-monitor request is one TCP segment: MSS 1460 less the blank line that ends it.
+HTTP_REQUEST_BYTES = 1456
+MAX_SERVICE_ENGINES = 1000
+MAX_HOSTS = 1000
+MAX_SERVERS = 65_536
+MAX_CLIENT_NETWORKS = 256
+MAX_EVENTS = 100_000
 _dc = dataclass(frozen=True, slots=True)
 
 
 @_dc
 class Network:
     name: str
-    cidr: IPNetwork = _f(_net)
+    # Link-local suits only the backend (on-link servers); _networks refuses it on the routed frontend.
+    cidr: IPNetwork = _f(_net(link_local=True, note="link-local on the backend only"))
     gateway: IPAddress | None = _f(_ip, None)   # required on the frontend, see _networks
-    latency: float = _f(_SECONDS, 20e-6)
+    latency: float = _f(_SHORT_DELAY, 20e-6)
 
 
 @_dc
@@ -66,32 +82,32 @@ class SeGroup:
     se_tunnel_udp_port: int = _f(_num(int, 1, 65534), 1550)  # flow probes use the port above
     access: str = _f(_enum("write", "read", "none"), "write")
     auto_rebalance: bool = _f(_bool, False)
-    auto_rebalance_interval: float = _f(_POSITIVE, 300.0)
-    max_cpu_usage: float = _f(_num(float, 40, 90), 80.0)
-    min_cpu_usage: float = _f(_num(float, 20, 60), 30.0)
-    capacity_pps: float = _f(_POSITIVE, 50000.0)
+    auto_rebalance_interval: float = _f(_INTERVAL, 300.0)
+    max_cpu_usage: float = _f(_num(float, 40, 90, "%"), 80.0)
+    min_cpu_usage: float = _f(_num(float, 20, 60, "%"), 30.0)
+    capacity_pps: float = _f(_num(float, 1, 1e9, "pps"), 50000.0)
     ha_mode: str = _f(_enum("elastic-n+m", "elastic-active-active", "legacy-active-standby"),
                       "elastic-n+m")
     se_create_delay: float = _f(_SECONDS, 60.0)
     se_create_retry_delay: float = _f(_SECONDS, 180.0)
-    dp_hb_frequency: float = _f(_POSITIVE, 0.1)
-    dp_hb_timeout_count: int = _f(_num(int, 1), 10)
+    dp_hb_frequency: float = _f(_INTERVAL, 0.1)
+    dp_hb_timeout_count: int = _f(_num(int, 1, 1000), 10)
     dp_hb_in_capture: bool = _f(_bool, True)
     # The controller's own heartbeat to every SE (docs/design.md, B14): the only one that sees an SE with no peer.
-    controller_heartbeat_interval: float = _f(_POSITIVE, 10.0)
+    controller_heartbeat_interval: float = _f(_INTERVAL, 10.0)
     controller_heartbeat_miss_limit: int = _f(_num(int, 1, 20), 6)
-    se_flow_probe_timer: float = _f(_POSITIVE, 0.1)
+    se_flow_probe_timer: float = _f(_INTERVAL, 0.1)
     se_flow_probe_retries: int = _f(_num(int, 0, 5), 2)
-    processing_delay: float = _f(_SECONDS, 10e-6)
-    # None: the primary's share follows its CPU headroom, as the product does; a number pins it (B5).
+    processing_delay: float = _f(_SHORT_DELAY, 10e-6)
+    # Unset: the primary's share follows its CPU headroom, as the product does; a number pins it (B5).
     primary_weight: int | None = _f(_num(int, 1, 1000), None)
     # The SE's source ports toward servers (the product's defaults); health probes use the ports above.
     ephemeral_portrange_start: int = _f(_num(int, 1024, 65535), 4096)
     ephemeral_portrange_end: int = _f(_num(int, 1024, 64511), 61440)
     # A NAT entry whose server never answered the SYN is forgotten after this long (not the 10-minute idle).
-    tcp_half_open_timeout: float = _f(_POSITIVE, 30.0)
+    tcp_half_open_timeout: float = _f(_INTERVAL, 30.0)
     # () while parsing means "not given": parse() fills in the SEs' hosts.
-    hosts: tuple[str, ...] = _f(_list(_HOST_STR, nonempty=True, unique=True), ())
+    hosts: tuple[str, ...] = _f(_list(_HOST_STR, MAX_HOSTS, nonempty=True, unique=True), ())
 
 
 @_dc
@@ -106,7 +122,7 @@ class VirtualService:
     vip: IPAddress = _f(_ip)
     port: int = _f(_PORT)
     protocol: str = _f(_enum("tcp", "udp"))
-    placement: tuple[str, ...] = _f(_list(_str(), nonempty=True, unique=True))
+    placement: tuple[str, ...] = _f(_list(_SE_NAME_STR, 64, nonempty=True, unique=True))
 
 
 @_dc
@@ -121,20 +137,30 @@ class Server:
 def _server(v, p):
     _expect(v, p, (str,), '"ip:port" string')
     ip, sep, port = v.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port):  # ASCII digits: str.isdigit() takes '١٢' as 12
         raise _Invalid(p, f'expected "ip:port", got {_show(v)}')
     return Server(_ip(ip, p), _PORT(int(port), p))
+
+
+_server.doc = '`"ip:port"`, IPv4'
+
+
+def _health_monitor(v, p):
+    return _build(HealthMonitor, v, p)
+
+
+_health_monitor.doc = "table"
 
 
 @_dc
 class HealthMonitor:
     type: str = _f(_enum("tcp", "http", "icmp", "none"), "tcp")
-    send_interval: float = _f(_POSITIVE, 10.0)
-    receive_timeout: float = _f(_POSITIVE, 4.0)
-    successful_checks: int = _f(_num(int, 1), 2)
-    failed_checks: int = _f(_num(int, 1), 2)
-    http_request: str = _f(_str(), "GET / HTTP/1.0")
-    http_response_codes: tuple[str, ...] = _f(_list(_HTTP_CODE, nonempty=True, unique=True),
+    send_interval: float = _f(_INTERVAL, 10.0)
+    receive_timeout: float = _f(_INTERVAL, 4.0)
+    successful_checks: int = _f(_num(int, 1, 50), 2)
+    failed_checks: int = _f(_num(int, 1, 50), 2)
+    http_request: str = _f(_str(max_bytes=HTTP_REQUEST_BYTES, lines=True), "GET / HTTP/1.0")
+    http_response_codes: tuple[str, ...] = _f(_list(_HTTP_CODE, 100, nonempty=True, unique=True),
                                               ("2xx", "3xx"))
 
 
@@ -142,23 +168,24 @@ class HealthMonitor:
 class Pool:
     lb_algorithm: str = _f(_enum("round-robin", "least-connections", "consistent-hash"),
                            "least-connections")
-    servers: tuple[Server, ...] = _f(_list(_server, nonempty=True, unique=True))
-    health_monitor: HealthMonitor = _f(lambda v, p: _build(HealthMonitor, v, p), HealthMonitor())
+    servers: tuple[Server, ...] = _f(_list(_server, MAX_SERVERS, nonempty=True, unique=True))
+    health_monitor: HealthMonitor = _f(_health_monitor, HealthMonitor())
 
 
 @_dc
 class Traffic:
-    clients: tuple[IPNetwork, ...] = _f(_list(_net, nonempty=True))
-    new_connections_per_second: float = _f(_num(float, 0.0), 10.0)
-    requests_per_connection: int = _f(_num(int, 1), 1)
-    request_interval: float = _f(_SECONDS, 1.0)
-    request_bytes: int = _f(_num(int, 1, 1_000_000), 200)
-    response_bytes: int = _f(_num(int, 1, 10_000_000), 1500)
+    clients: tuple[IPNetwork, ...] = _f(_list(_net(), MAX_CLIENT_NETWORKS, nonempty=True))
+    # 0: no generated traffic. Slower than one a million seconds is no rate at all (and overflows the clock).
+    new_connections_per_second: float = _f(_num(float, 1e-6, 1e6, "/s", or_zero=True), 10.0)
+    requests_per_connection: int = _f(_COUNT, 1)
+    request_interval: float = _f(_INTERVAL, 1.0)
+    request_bytes: int = _f(_num(int, 1, 1_000_000, "bytes"), 200)
+    response_bytes: int = _f(_num(int, 1, 10_000_000, "bytes"), 1500)
     start: float = _f(_SECONDS, 0.0)
-    stop: float | None = _f(_POSITIVE, None)          # None: until duration
-    max_connections: int | None = _f(_num(int, 1), None)
+    stop: float | None = _f(_INTERVAL, None)          # None: until duration
+    max_connections: int | None = _f(_num(int, 1, 1_000_000_000), None)
     # A UDP client asks again when no answer comes, as a resolver does, then goes on with the flow.
-    udp_timeout: float = _f(_POSITIVE, 1.0)
+    udp_timeout: float = _f(_INTERVAL, 1.0)
     udp_tries: int = _f(_num(int, 1, 10), 3)
 
 
@@ -174,9 +201,9 @@ _ACTIONS = {  # action -> (required keys, optional keys), besides "at" and "acti
 class Event:
     at: float = _f(_SECONDS)
     action: str = _f(_enum(*_ACTIONS))
-    se: str | None = _f(_str(), None)
-    from_se: str | None = _f(_str(), None, key="from")
-    to_se: str | None = _f(_str(), None, key="to")
+    se: str | None = _f(_SE_NAME_STR, None)
+    from_se: str | None = _f(_SE_NAME_STR, None, key="from")
+    to_se: str | None = _f(_SE_NAME_STR, None, key="to")
     server: Server | None = _f(_server, None)
     host: str | None = _f(_HOST_STR, None)
     name: str | None = _f(_SE_NAME_STR, None)
@@ -203,15 +230,15 @@ class Scenario:
 _TOP = {
     "name": (_str(), MISSING),
     "cloud": (_enum("vmware", "openstack-nuage", "openstack-neutron"), "vmware"),
-    "seed": (_num(int, 0), 1),
-    "duration": (_POSITIVE, MISSING),
+    "seed": (_num(int, 0, 2**64 - 1), 1),
+    "duration": (_INTERVAL, MISSING),
     "networks": (_raw_table, MISSING),
     "se_group": (_raw_table, {}),
-    "service_engines": (_list(_raw_table, nonempty=True), MISSING),
+    "service_engines": (_list(_raw_table, MAX_SERVICE_ENGINES, nonempty=True), MISSING),
     "virtual_service": (_raw_table, MISSING),
     "pool": (_raw_table, MISSING),
     "traffic": (_raw_table, MISSING),
-    "events": (_list(_raw_table), ()),
+    "events": (_list(_raw_table, MAX_EVENTS), ()),
 }
 _NETWORKS = {"frontend": (_raw_table, MISSING), "backend": (_raw_table, MISSING)}
 
@@ -234,6 +261,9 @@ def _networks(raw) -> dict[str, Network]:
     for name, t in _table(raw, "networks", _NETWORKS).items():
         p = f"networks.{name}"
         net = _build(Network, t, p, name=name)
+        if name == "frontend" and net.cidr in _LINK_LOCAL_NET:
+            # The VIP is reached through the router; link-local addresses are never routed (RFC 3927).
+            raise _Invalid(f"{p}.cidr", f"{net.cidr} is link-local (169.254.0.0/16): the VIP must be routable")
         if net.gateway is None and name == "frontend":
             # The router toward the clients sits on the frontend; it needs an address.
             raise _Invalid(f"{p}.gateway", "missing required key")
@@ -261,13 +291,13 @@ def _se_group(raw) -> SeGroup:
 
 
 def _service_engines(raw_list) -> tuple[SeSpec, ...]:
-    ses = []
+    ses: dict[str, SeSpec] = {}
     for i, t in enumerate(raw_list):
         se = _build(SeSpec, t, f"service_engines[{i}]")
-        if any(s.name == se.name for s in ses):
+        if se.name in ses:
             raise _Invalid(f"service_engines[{i}].name", f"duplicate SE name '{se.name}'")
-        ses.append(se)
-    return tuple(ses)
+        ses[se.name] = se
+    return tuple(ses.values())
 
 
 def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
@@ -280,7 +310,7 @@ def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
     for i, se in enumerate(vs.placement):
         if se not in names:
             raise _Invalid(f"virtual_service.placement[{i}]",
-                           f"unknown SE '{se}' (service_engines: {', '.join(names)})")
+                           f"unknown SE '{se}' (service_engines: {_listing(names)})")
     n, p = len(vs.placement), "virtual_service.placement"
     if n > group.max_scaleout_per_vs:
         raise _Invalid(p, f"{n} SEs placed but se_group.max_scaleout_per_vs is "
@@ -364,6 +394,7 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
     parsed.sort(key=lambda ie: ie[1].at)
     known = {s.name for s in ses}
     hosts = set(group.hosts) | {s.host for s in ses}
+    servers = set(servers)
     for i, ev in parsed:
         p = f"events[{i}]"
         for key, val in (("se", ev.se), ("from", ev.from_se), ("to", ev.to_se)):
@@ -384,7 +415,7 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
         elif ev.host is not None and ev.host not in hosts:
             # A typo here would fail nothing and silently test nothing.
             raise _Invalid(f"{p}.host", f"unknown host '{ev.host}' (hosts: "
-                                        f"{', '.join(sorted(hosts))})")
+                                        f"{_listing(sorted(hosts))})")
     return tuple(ev for _, ev in parsed)
 
 
@@ -429,19 +460,16 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
                     vs, pool, traffic, events, source)
 
 
-def load(path) -> Scenario:
-    """Read and validate a TOML scenario file."""
-    source = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ScenarioError(f"{source}: cannot read: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{source}: TOML syntax error: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(f"{source}: not UTF-8 text (byte {e.start})") from None
-    return parse(data, source)
+def key_reference() -> list[tuple[str, str, str]]:
+    """(dotted key, default, what is accepted) for every scenario key: README's key table, from the code."""
+    top = [(key, _default_text(default), _doc(conv)) for key, (conv, default) in _TOP.items()
+           if key not in ("networks", "se_group", "service_engines", "virtual_service", "pool", "traffic", "events")]
+    return (top + _reference(Network, "networks.frontend") + _reference(Network, "networks.backend")
+            + _reference(SeGroup, "se_group") + [("service_engines", "required", _doc(_TOP["service_engines"][0]))]
+            + _reference(SeSpec, "service_engines[]") + _reference(VirtualService, "virtual_service")
+            + _reference(Pool, "pool") + _reference(HealthMonitor, "pool.health_monitor")
+            + _reference(Traffic, "traffic") + [("events", "none", _doc(_TOP["events"][0]))]
+            + _reference(Event, "events[]"))
 
 
 def with_seed(scenario: Scenario, seed: int) -> Scenario:

@@ -82,7 +82,8 @@ def _tshark_findings(tshark: str, path) -> list[Finding]:
                    "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|",
                    "-e", "frame.number", "-e", "frame.interface_name", "-e", "frame.comment",
                    "-e", "_ws.expert.message", "-e", "_ws.expert.severity"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        # A comment is whatever bytes the capture holds: never let one that is not UTF-8 stop the check.
+        result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
         if result.returncode != 0:
             error = " ".join(line for line in result.stderr.splitlines() if "as user \"root\"" not in line)
             seen[(0, error)] = Finding(0, "", "", f"tshark cannot read it: {error.strip()}")
