@@ -104,6 +104,7 @@ def test_demo_is_the_product_tour(tmp_path):
         assert kind in events, kind
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert len(summary["flows_by_phase"]) >= 6 and summary["primary"] == "se-3"
+    assert [p["from"] for p in summary["flows_by_phase"]][:3] == [0.0, 12.0, 22.0]
     assert "flows by phase:" in result.stdout
     assert tomllib.loads(DEMO.read_text())["cloud"] == "vmware"
     assert_passes_gate(tmp_path / "demo" / "capture.pcapng")

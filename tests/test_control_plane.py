@@ -121,7 +121,8 @@ def test_migrating_the_primary_moves_the_vip(run_dict):
     to_vip = fields(run.capture, ["frame.time_relative", "eth.dst"],
                     f'eth.src == {run.mac("gw")} && ip.dst == {VIP} && frame.time_relative > 6.001')
     assert to_vip and {dst for _, dst in to_vip} == {run.mac("se-3")}
-    relayed = fields(run.capture, ["frame.time_relative"], 'frame.comment contains "se-3 steer" && frame.comment contains "-> se-1 (flow table)"')
+    relayed = fields(run.capture, ["frame.time_relative"], 'frame.comment contains "se-3 steer" && '
+                     'frame.comment contains "-> se-1 (flow table, se-1 draining until 11 s)"')
     assert relayed and all(6.0 < float(t) < 11.0 for (t,) in relayed), "se-1's flows follow it until its drain ends"
     assert events_of(run, "migrate.completed")[0]["t"] == 11.0
     assert run.summary["primary"] == "se-3"

@@ -158,7 +158,7 @@ def test_every_frame_has_a_comment_and_segments_are_named(run_dict):
     run = run_dict(scenario_dict())
     rows = fields(run.capture, ["frame.interface_name", "frame.comment"])
     assert rows and all(len(r) == 2 and r[1] for r in rows)
-    assert {r[0] for r in rows} == {"frontend", "backend"}
+    assert {r[0] for r in rows} == {"frontend", "backend", "controller"}
     named = fields(run.capture, ["ip.dst_host"], f"ip.dst == {VIP}", "-N", "n",
                    "-o", "nameres.use_external_name_resolver:FALSE")
     assert named[0][0] == "vs-web"

@@ -70,7 +70,7 @@ def test_arp(dataplane_net, monkeypatch):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*expected no other frames, but 1 frame not matched by any expect:",
-        "*frame #4 at 0.000020000 s on frontend: se-2 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0c (primary for the VIP)*",
+        "*frame #5 at 0.000020000 s on frontend: se-2 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0c (primary for the VIP)*",
         "*Ether / ARP is at 02:00:0a:0a:00:0c says 10.10.0.100",
     ])
     capture = artefact(pytester, "test_arp")
@@ -89,7 +89,7 @@ def test_wrong_owner(dataplane_net):
     result.stdout.fnmatch_lines([
         "E*expected frame at frontend:",
         "E*Ether / ARP is at 02:00:0a:0a:00:0c says 10.10.0.100",
-        "E*nearest frame: frame #3 at 0.000020000 s on frontend, 2 fields differ:",
+        "E*nearest frame: frame #4 at 0.000020000 s on frontend, 2 fields differ:",
         "E*comment: se-1 arp reply 10.10.0.100 is-at 02:00:0a:0a:00:0b (primary for the VIP)",
         "E*frame:   Ether / ARP is at 02:00:0a:0a:00:0b says 10.10.0.100",
         "E*eth.src: expected 02:00:0a:0a:00:0c, got 02:00:0a:0a:00:0b",
@@ -142,7 +142,7 @@ def test_expect_none_fails_listing_what_was_seen(dataplane_net):
     result.assert_outcomes(passed=1, failed=2)
     text = result.stdout.str()
     # The Neutron primary tunnels the flow: the plain frame is not there, the nearest is the VXLAN one.
-    assert ("nearest frame: frame #3 at 0.000030000 s on frontend, it carries the expected frame inside its "
+    assert ("nearest frame: frame #4 at 0.000030000 s on frontend, it carries the expected frame inside its "
             "VXLAN tunnel:") in text
     assert "se-1 steer 198.51.100.7:40002>10.10.0.100:80 -> se-2 (new flow, bucket" in text
     assert "Ether / IP / UDP 10.10.0.11:" in text and "VXLAN vni 1 / Ether / IP / TCP 198.51.100.7:40002" in text
@@ -164,21 +164,21 @@ def test_golden(dataplane_net):
     result.stdout.fnmatch_lines(["*golden capture */golden/arp.pcapng does not exist; run `pytest --update-golden`*"])
     run(pytester, same, "--update-golden").assert_outcomes(passed=1)
     golden = pytester.path / "golden" / "arp.pcapng"
-    assert [r.comment.split()[1] for r in read_all(golden)] == ["gratuitous", "sends", "arp"]
+    assert [r.comment.split()[1] for r in read_all(golden)] == ["gratuitous", "syslog", "sends", "arp"]
     assert_passes_gate(golden)
     run(pytester, same).assert_outcomes(passed=1)
     result = run(pytester, changed)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*capture differs from golden */golden/arp.pcapng (A = golden, B = this run)*",
-        "*frontend frame 2 (#2 in A, #2 in B): arp.dst.proto_ipv4: 10.10.0.100 != 10.10.0.99",
+        "*frontend frame 2 (#3 in A, #3 in B): arp.dst.proto_ipv4: 10.10.0.100 != 10.10.0.99",
         "*frontend: A has 1 more frame (3 in A, 2 in B); the extra frames start at frame 3",
     ])
     before = golden.read_bytes()
     run(pytester, same, "--update-golden").assert_outcomes(passed=1)
     assert golden.read_bytes() == before, "an unchanged run leaves the golden file alone"
     run(pytester, changed, "--update-golden").assert_outcomes(passed=1)
-    assert len(read_all(golden)) == 2
+    assert len(read_all(golden)) == 3
 
 
 def test_unknown_place_and_field_are_explained(pytester):
@@ -190,5 +190,5 @@ def test_field(dataplane_net):
     dataplane_net(SCENARIO).expect("frontend", WHO_HAS, mask=["ip.tll"])
 ''')
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*unknown place 'se-9.frontend': use a segment (clients, frontend, backend)*",
+    result.stdout.fnmatch_lines(["*unknown place 'se-9.frontend': use a segment (clients, frontend, backend, controller)*",
                                  "*unknown field 'ip.tll'; did you mean ip.ttl*"], consecutive=False)

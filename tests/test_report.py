@@ -13,7 +13,7 @@ import pytest
 
 from conftest import scenario_dict
 from dataplane.cli import main
-from dataplane.tools import plots
+from dataplane.tools import plots, report
 from dataplane.tools.report import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +132,10 @@ def test_the_page_is_one_self_contained_file(reported):
 def test_tables_list_the_phases_and_every_event_with_its_mark(reported):
     run = load_run(reported)
     html = (reported / "report.html").read_text(encoding="utf-8")
-    for phase, counts in run.summary["flows_by_phase"].items():
-        row = re.search(rf"<tr><td>{re.escape(phase)}</td>(.*?)</tr>", html)
+    for phase in run.summary["flows_by_phase"]:
+        counts = phase["flows"]
+        row = re.search(rf"<tr><td>{re.escape(report.phase_label(phase))}</td><td>{re.escape(phase['after'])}</td>"
+                        rf"(.*?)</tr>", html)
         assert row, phase
         assert f"<b>{sum(counts.values())}</b>" in row.group(1)
     events = re.search(r"<h2>Control-plane events</h2>.*?<tbody>(.*?)</tbody>", html, re.S).group(1)

@@ -244,7 +244,7 @@ CASES = {
                            "pool.health_monitor.intervall: unknown key; did you mean "
                            "'send_interval'?"),
     "extra_network": ([("networks.dmz", {"cidr": "10.30.0.0/24"})],
-                      "networks.dmz: unknown key; expected one of: frontend, backend"),
+                      "networks.dmz: unknown key; expected one of: frontend, backend, management"),
     # missing required keys
     "missing_top": ([("duration", DELETE)], "duration: missing required key"),
     "missing_vip": ([("virtual_service.vip", DELETE)], "virtual_service.vip: missing required key"),

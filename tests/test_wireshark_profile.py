@@ -116,6 +116,8 @@ def test_colouring_rules_follow_the_comments(installed, run_dict):
             sender = comment.split(" ", 1)[0]
             if "[DROPPED" in comment or "[LOST" in comment:
                 expected = "dataplane: dropped"
+            elif sender == "controller":
+                expected = "dataplane: controller event"
             elif kind == "0x88b5":
                 expected = "dataplane: SE heartbeat"
             elif "1" in reset.split(","):
@@ -132,7 +134,8 @@ def test_colouring_rules_follow_the_comments(installed, run_dict):
             assert rule == expected, comment
             seen.add(expected)
     assert {"dataplane: dropped", "dataplane: SE-to-SE tunnel", "dataplane: se-1", "dataplane: se-4",
-            "dataplane: router", "dataplane: pool servers", "dataplane: SE heartbeat"} <= seen
+            "dataplane: router", "dataplane: pool servers", "dataplane: SE heartbeat",
+            "dataplane: controller event"} <= seen
 
 
 def test_heartbeats_and_controller_events_have_their_colours(installed, tmp_path):

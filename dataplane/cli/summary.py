@@ -12,13 +12,22 @@ def format_summary(summary: dict) -> str:
         f"{summary['duration']:g} s virtual), primary {summary['primary']}, return path {summary['return_path']}",
         f"flows: {flows['total']} total, {flows['completed']} completed, {flows['reset']} reset, "
         f"{flows['failed']} failed, {flows['open']} still open",
-        "flows by SE: " + ", ".join(f"{se} {n}" for se, n in summary["flows_by_se"].items()),
     ]
-    phases = summary.get("flows_by_phase", {})
+    for outcome in ("failed", "reset"):
+        why = flows.get("why", {}).get(outcome)
+        if why:
+            lines.append(f"  {outcome}: " + "; ".join(f"{n} {reason}" for reason, n in why.items()))
+    resets = summary.get("resets_by_se") or {}
+    if resets:
+        lines.append("connections reset by SEs (a RST to the client, and to the server if it had one): " + "; ".join(
+            f"{se} " + ", ".join(f"{n} {why}" for why, n in reasons.items()) for se, reasons in resets.items()))
+    lines.append("new flows by SE: " + ", ".join(f"{se} {n}" for se, n in summary["flows_by_se"].items()))
+    phases = summary.get("flows_by_phase", [])
     if len(phases) > 1:
-        lines.append("flows by phase:")
-        for phase, counts in phases.items():
-            lines.append(f"  {phase}: " + (", ".join(f"{se} {n}" for se, n in counts.items()) or "none"))
+        lines.append("new flows by phase:")
+        for phase in phases:
+            counts = ", ".join(f"{se} {n}" for se, n in phase["flows"].items()) or "none"
+            lines.append(f"  {phase['from']:.1f} s – {phase['until']:.1f} s ({phase['after']}): {counts}")
     lines.append("frames by segment: " + ", ".join(f"{s} {n}" for s, n in summary["frames_by_segment"].items()))
     drops = summary["drops"]
     lines.append("drops: " + (", ".join(f"{reason} {n}" for reason, n in drops.items()) if drops else "none"))

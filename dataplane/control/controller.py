@@ -92,7 +92,7 @@ class Controller:
         return None
 
     def new_phase(self, label: str) -> None:
-        self.runtime.counters.phase = f"{self.sim.now / NS_PER_S:g} s {label}"
+        self.runtime.counters.new_phase(self.sim.now, label)
 
     # -- start -----------------------------------------------------------------
 
@@ -308,8 +308,7 @@ class Controller:
         vs = self.vs_control.summary()
         return {
             "refusals": self.refusals,
-            "flows_by_phase": {phase: dict(sorted(c.items()))
-                               for phase, c in self.runtime.counters.flows_by_phase.items()},
+            "flows_by_phase": self.runtime.counters.phase_summary(self.sim.now),
             "steering_share": vs["steering_share"],
             "standby": vs["standby"],
             "primary_weight": vs["primary_weight"],

@@ -93,12 +93,13 @@ class SeLifecycle:
 
 
 class Stint:
-    """One SE's time in one role of one VS."""
+    """One SE's time in one role of one VS (``until_ns``: when a drain ends)."""
 
-    __slots__ = ("role",)
+    __slots__ = ("role", "until_ns")
 
     def __init__(self, role: Role):
         self.role = role
+        self.until_ns = 0
 
 
 class Roles:

@@ -85,6 +85,15 @@ class VirtualService:
     def role(self, name: str) -> Role | None:
         return self.roles.get(name)
 
+    def flow_table_note(self, name: str) -> str | None:
+        """How steering names a flow-table hit on ``name``; None when ``name`` no longer carries this VS's flows."""
+        stint = self.roles.stint(name)
+        if stint is None or stint.role not in (Role.MEMBER, Role.DRAINING):
+            return None
+        if stint.role is Role.MEMBER:
+            return "flow table"
+        return f"flow table, {name} draining until {stint.until_ns / 1e9:g} s"
+
     def carries(self, name: str) -> bool:
         """True if ``name`` still carries flows of this VS (a member, or draining)."""
         return self.roles.get(name) in (Role.MEMBER, Role.DRAINING)

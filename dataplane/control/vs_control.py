@@ -162,7 +162,7 @@ class VsControl:
     def _scaled_out(self, name: str) -> None:
         self.scaling_out = None
         self.log("scale_out.completed", se=name, service_engines=list(self.vs.members))
-        self.control.new_phase(f"after scale out to {name}")
+        self.control.new_phase(f"scale out to {name}")
         self.ensure_minimum()
 
     # -- scale in and migrate (B9, B10) ----------------------------------------------------
@@ -217,7 +217,8 @@ class VsControl:
         if self.vs.primary == name:
             self.promote(self.vs.members[1], f"{why} of {name}", planned=True)
         stint = self.vs.drain(name)
-        self.control.new_phase(f"after {why} ({name} draining)")
+        stint.until_ns = self.sim.now + seconds(self.group.vs_scalein_timeout)
+        self.control.new_phase(f"{why} ({name} draining)")
 
         def expired() -> None:
             # The stint identifies this drain: a timer of an earlier drain of the same SE must not end a later one.
@@ -265,7 +266,7 @@ class VsControl:
         elif was_primary and standby is not None:
             self.promote(standby, f"active {name} failed", planned=False)
         self.vs.lose(name)
-        self.control.new_phase(f"after failure of {name}")
+        self.control.new_phase(f"failure of {name}")
         if not self.vs.members:
             self.log("vs.down", reason=f"last SE {name} failed")
         self.ensure_minimum()

@@ -20,18 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
+import netaddr
+
 from ..clock import Simulator, seconds
 from ..control.controller import Controller
 from ..control.virtual_service import VirtualService
 from ..l2 import Capture, Segment
 from ..nodes.client import Client
 from ..nodes.context import PathPolicy, Runtime
+from ..nodes.management import SEGMENT as management_segment
+from ..nodes.management import ControllerNode
 from ..nodes.router import Router
 from ..nodes.server import Server
 from ..nodes.service_engine import ServiceEngine
 from ..scenario import Scenario
 from ..wire import frames
-from .addresses import AddressPool, client_addresses, client_gateways
+from .addresses import AddressPool, client_addresses, client_gateways, host_range
 from .network import Network
 
 #: (runtime, clients segment, router, first client address) -> the node that stands for the clients.
@@ -91,6 +95,7 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
         net.servers.append(server)
         runtime.registry.add(server)
 
+    _management(net, sc)
     net.free_frontend = AddressPool(frontend_net.cidr, {frontend_net.gateway, sc.virtual_service.vip})
     net.free_backend = AddressPool(backend_net.cidr, {s.ip for s in sc.pool.servers} |
                                    ({backend_net.gateway} if backend_net.gateway else set()))
@@ -112,6 +117,17 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
     net.write_names()
 
 
+def _management(net: Network, sc: Scenario) -> None:
+    """The management network: the controller at its first host address, SEs from .11 on."""
+    management = sc.networks["management"]
+    first, _ = host_range(management.cidr)
+    segment = _segment(net, management_segment, management.latency)
+    broadcast = netaddr.IPAddress(management.cidr.last).packed  # the broadcast address (or a /31's, /32's last)
+    net.controller_node = ControllerNode(net.runtime, first.to_bytes(4, "big"), segment, broadcast)
+    net.runtime.registry.add(net.controller_node)
+    net.free_management = AddressPool(management.cidr, {netaddr.IPAddress(first)})
+
+
 def _segment(net: Network, name: str, latency: float, port_security: bool = False, captured: bool = True) -> Segment:
     captured = captured and net.capture is not None
     index = net.capture.add_segment(name) if captured else -1
@@ -125,6 +141,7 @@ def add_service_engine(net: Network, name: str, host: str) -> ServiceEngine:
     se = ServiceEngine(net.runtime, name, host, net.segments["frontend"], net.free_frontend.take(),
                        net.segments["backend"], net.free_backend.take(), net.vs, net.servers, sc.se_group, sc.pool,
                        sc.seed)
+    se.attach_management(net.segments[management_segment], net.free_management.take())
     net.runtime.registry.add_se(se)
     return se
 
@@ -141,5 +158,6 @@ class SeBuilder:
         return se
 
     def has_room_for_se(self, pending: int = 0) -> bool:
-        """True if both networks have an address left for one more SE besides ``pending`` ones."""
-        return min(self.net.free_frontend.remaining, self.net.free_backend.remaining) > pending
+        """True if every network has an address left for one more SE besides ``pending`` ones."""
+        net = self.net
+        return min(net.free_frontend.remaining, net.free_backend.remaining, net.free_management.remaining) > pending

@@ -24,6 +24,7 @@ from .traffic import Arrivals
 if TYPE_CHECKING:  # built by the builder, which imports this module
     from ..control.controller import Controller
     from ..control.virtual_service import VirtualService
+    from ..nodes.management import ControllerNode
     from ..nodes.router import Router
     from .addresses import AddressPool
 
@@ -46,6 +47,8 @@ class Network:
         self.controller: Controller
         self.free_frontend: AddressPool
         self.free_backend: AddressPool
+        self.free_management: AddressPool
+        self.controller_node: ControllerNode
         self.started = False
 
     # -- parts -----------------------------------------------------------------
@@ -87,7 +90,8 @@ class Network:
         """Name the VIP, router, servers and SEs in the capture (its name-resolution block)."""
         if not self.capture:
             return
-        names = {frames.ip_text(self.vs.vip): self.vs.name, frames.ip_text(self.router.frontend_nic.ip): "gw"}
+        names = {frames.ip_text(self.vs.vip): self.vs.name, frames.ip_text(self.router.frontend_nic.ip): "gw",
+                 frames.ip_text(self.controller_node.ip): "controller"}
         for server in self.servers:
             names[frames.ip_text(server.ip)] = server.name
         for se in self.runtime.registry.service_engines():
@@ -101,7 +105,11 @@ class Network:
 
     @staticmethod
     def _se_names(se: Any) -> dict[str, str]:
-        return {frames.ip_text(se.frontend.ip): se.name, frames.ip_text(se.backend.ip): f"{se.name}-backend"}
+        names = {frames.ip_text(se.frontend.ip): se.name, frames.ip_text(se.backend.ip): f"{se.name}-backend"}
+        management = se.nics.get("management")
+        if management is not None:
+            names[frames.ip_text(management.ip)] = f"{se.name}-mgmt"
+        return names
 
     # -- running ---------------------------------------------------------------
 
@@ -128,7 +136,8 @@ class Network:
         open_now = sum(len(c.connections) for c in self.clients)
         outcomes = counters.flow_outcomes
         flows = {"total": counters.flows_total, "completed": outcomes["completed"],
-                 "reset": outcomes["reset"], "failed": outcomes["failed"], "open": open_now}
+                 "reset": outcomes["reset"], "failed": outcomes["failed"], "open": open_now,
+                 "why": {outcome: dict(reasons.most_common()) for outcome, reasons in counters.flow_reasons.items()}}
         drops = Counter(counters.drops)
         for segment in self.segments.values():
             drops.update(segment.drops)
@@ -140,7 +149,7 @@ class Network:
             "frames_by_segment": {name: seg.frames for name, seg in self.segments.items() if name != "clients"},
             "access_link_frames": self.segments["clients"].frames,
             "drops": dict(sorted(drops.items())),
-            "resets_by_se": dict(sorted(counters.resets_by_se.items())),
+            "resets_by_se": {se: dict(reasons.most_common()) for se, reasons in sorted(counters.resets.items())},
             "primary": self.vs.primary,
             "service_engines": self.vs.serving,
             "return_path": "via-primary" if self.runtime.paths.return_via_primary else "direct",

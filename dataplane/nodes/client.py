@@ -127,10 +127,13 @@ class Client(Host):
     # -- sending ---------------------------------------------------------------
 
     def _send_tcp(self, conn: ClientConnection, seq: int, ack: int, flags: int, payload: bytes,
-                  why: str, mss: int | None = None) -> None:
+                  why: str, mss: int | None = None, noted: bool = False) -> None:
+        """Send one segment; ``noted``: the router repeats ``why`` (the access link is not captured)."""
         target = self.target
         frame = frames.tcp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
                                  seq, ack, flags, payload, self.next_ident(), mss=mss)
+        if noted:
+            self.runtime.note(frame, f"{self.name} {why}")
         self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
 
     def _send_request(self, conn: ClientConnection) -> None:
@@ -157,6 +160,8 @@ class Client(Host):
         target = self.target
         frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
                                  conn.datagram, self.next_ident())
+        if conn.tries > 1:
+            self.runtime.note(frame, f"{self.name} {why}")
         self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
         if conn.timer is not None:
             conn.timer.cancel()
@@ -168,8 +173,8 @@ class Client(Host):
             return
         if conn.tries < self.traffic.udp_tries:
             conn.tries += 1
-            self._send_datagram(conn, f"try {conn.tries} of request {conn.request_number} (no answer for "
-                                      f"{self.traffic.udp_timeout:g} s)")
+            self._send_datagram(conn, f"try {conn.tries} of request {conn.request_number}, no answer for "
+                                      f"{self.traffic.udp_timeout:g} s")
             return
         conn.awaiting = False
         conn.unanswered_requests += 1
@@ -195,7 +200,8 @@ class Client(Host):
         waited = (self.sim.now - (conn.deadline - RESPONSE_TIMEOUT)) / NS_PER_S
         for seq, ack, flags, payload, why in conn.unanswered:
             self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload,
-                           f"retransmit {why} (no answer for {waited:g} s)", mss=frames.TCP_MSS if flags & SYN else None)
+                           f"retransmit {why}, no answer for {waited:g} s", mss=frames.TCP_MSS if flags & SYN else None,
+                           noted=True)
         conn.rto *= 2
         conn.timer = self.sim.after(min(conn.rto, conn.deadline - self.sim.now), self._retransmit, conn)
 
@@ -206,8 +212,8 @@ class Client(Host):
             return
         # The application gives up and closes with data unread: the stack sends a RST,
         # which also frees the SE's NAT entry and the server's connection.
-        self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {seconds_} s without answer")
-        what = "to the close" if conn.state is TcpState.FIN_WAIT else f"to request {conn.request_number}"
+        self._send_tcp(conn, conn.snd_nxt, 0, RST, b"", f"abort after {seconds_} s without answer", noted=True)
+        what = "to the close" if conn.state is TcpState.FIN_WAIT else "to a request"
         self._finish(conn, "failed", "abort", f"no answer {what} in {seconds_} s")
 
     def _finish(self, conn: ClientConnection, outcome: str, event: str, reason: str = "") -> None:
@@ -252,7 +258,8 @@ class Client(Host):
             # RFC 5961: only a RST at exactly the next expected sequence number (in SYN-SENT: one that
             # acknowledges the SYN) ends the connection; any other is ignored, as a real stack does.
             if (ack == conn.snd_nxt and flags & ACK) if conn.state is TcpState.SYN_SENT else seq == conn.rcv_nxt:
-                self._finish(conn, "reset", "reset", "reset by the network")
+                why = "refused: a RST to the SYN" if conn.state is TcpState.SYN_SENT else "reset by the VIP"
+                self._finish(conn, "reset", "reset", why)
             else:
                 self.drop("client_rst_out_of_window")
             return

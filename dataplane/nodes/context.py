@@ -50,15 +50,25 @@ class EventLog:
 
     def __init__(self, clock: Simulator, sink: Callable[[dict], None] | None = None):
         self.clock = clock
-        self.sink = sink
         self.events: list[dict] = []
+        #: Called with each event as it is logged (events.jsonl's writer, the controller's syslog), in order.
+        self.listeners: list[Callable[[dict], None]] = [sink] if sink else []
 
     def log(self, kind: str, **fields: Any) -> dict:
         event = {"t": round(self.clock.now / NS_PER_S, 9), "type": kind, **fields}
         self.events.append(event)
-        if self.sink:
-            self.sink(event)
+        for listener in self.listeners:
+            listener(event)
         return event
+
+
+@dataclass(slots=True)
+class Phase:
+    """A stretch of the run between two changes of a VS's SEs, and the new flows each SE took in it."""
+
+    start_ns: int
+    after: str
+    flows: Counter[str]
 
 
 class Counters:
@@ -66,20 +76,26 @@ class Counters:
 
     def __init__(self) -> None:
         self.drops: Counter[str] = Counter()
-        self.resets_by_se: Counter[str] = Counter()
+        #: Connections each SE reset (a RST to the client, and to the server when it had one), by why.
+        self.resets: dict[str, Counter[str]] = {}
         self.flows_total = 0
         self.flow_outcomes: Counter[str] = Counter()
         #: Why flows failed or were reset, as the clients saw it.
         self.flow_reasons: dict[str, Counter[str]] = {}
-        #: The phase new flows are counted under; the controller names a new one at every change of membership.
-        self.phase = "initial placement"
-        self.flows_by_phase: dict[str, Counter[str]] = {}
+        #: The controller starts a new phase at every change of membership (``new_phase``).
+        self.phases: list[Phase] = [Phase(0, "initial placement", Counter())]
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.drops[reason] += count
 
-    def reset(self, se: str, count: int = 1) -> None:
-        self.resets_by_se[se] += count
+    def reset(self, se: str, why: str, count: int = 1) -> None:
+        if count:
+            self.resets.setdefault(se, Counter())[why] += count
+
+    def new_phase(self, now_ns: int, after: str) -> None:
+        if self.phases[-1].start_ns == now_ns and not self.phases[-1].flows:
+            self.phases.pop()  # two changes at one instant: one phase
+        self.phases.append(Phase(now_ns, after, Counter()))
 
     def flow_opened(self) -> None:
         self.flows_total += 1
@@ -90,7 +106,13 @@ class Counters:
             self.flow_reasons.setdefault(outcome, Counter())[reason] += 1
 
     def flow_owned(self, se: str) -> None:
-        self.flows_by_phase.setdefault(self.phase, Counter())[se] += 1
+        self.phases[-1].flows[se] += 1
+
+    def phase_summary(self, end_ns: int) -> list[dict]:
+        """The phases as summary.json gives them: from, until (seconds), what began them, new flows per SE."""
+        ends = [phase.start_ns for phase in self.phases[1:]] + [end_ns]
+        return [{"from": round(p.start_ns / NS_PER_S, 9), "until": round(until / NS_PER_S, 9), "after": p.after,
+                 "flows": dict(sorted(p.flows.items()))} for p, until in zip(self.phases, ends)]
 
 
 class Registry:
@@ -132,7 +154,8 @@ class Runtime:
         self.events = EventLog(clock, on_event)
         self.counters = Counters()
         self.registry = Registry()
-        #: Notes a sender leaves for the router to repeat in its comment (replay: "recorded frame N"), by frame.
+        #: Notes a sender on the uncaptured access link leaves for the router to repeat in its comment (why a
+        #: client retransmits or aborts, replay's "recorded frame N"), by IP packet; the router takes them.
         self.notes: dict[bytes, str] = {}
         #: Where data-plane reports go (the controller sets itself here when it starts).
         self.control: ControlPlane | None = None
@@ -140,8 +163,17 @@ class Runtime:
     def log(self, kind: str, **fields: Any) -> dict:
         return self.events.log(kind, **fields)
 
+    def note(self, frame: bytes, text: str) -> None:
+        """Ask the router to repeat ``text`` when it routes ``frame`` (keyed by the IP packet: MACs change)."""
+        if len(self.notes) >= MAX_NOTES:  # a frame that never reached the router: forget the oldest note
+            del self.notes[next(iter(self.notes))]
+        self.notes[frame[14:]] = text
+
 
 # -- what nodes expect of the layers above -----------------------------------------
+
+MAX_NOTES = 10_000
+
 
 class ControlPlane(Protocol):
     """What an SE may tell the controller."""
@@ -178,6 +210,8 @@ class ServedService(Protocol):
     def serving(self) -> list[str]: ...
 
     def carries(self, name: str) -> bool: ...
+
+    def flow_table_note(self, name: str) -> str | None: ...
 
     def flow_key(self, view: Any) -> bytes: ...
 

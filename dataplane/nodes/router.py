@@ -53,7 +53,7 @@ class Router(Node):
             return
         routed = frames.decrement_ttl(frame, ZERO_MAC, out.mac)
         notes = self.runtime.notes
-        note = notes.pop(frame, None) if notes else None
+        note = notes.pop(frame[14:], None) if notes else None
         self.send_ip(out, dst, routed, f"{self.name} route {self._describe(view)} out {out.name}"
                                        + (f" ({note})" if note else ""))
 

@@ -21,20 +21,23 @@ Ethernet frame unchanged, so Wireshark decodes it with
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
+from .. import flowhash
 from ..clock import NS_PER_S
 from ..l2 import Segment
 from ..scenario import Pool, SeGroup
 from ..wire import arp, frames
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
-from ..wire.headers import ETH_SRC
+from ..wire.headers import ETH_SRC, IP_ADDRESSES, IP_PROTO
 from . import flow_probe
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
 from .health import HealthMonitor
 from .heartbeat import ETHERTYPE_HEARTBEAT, HeartbeatAgent
 from .host import Node
+from .management import ManagementPort
 from .nat import NatEntry, NatTable
 from .server_selection import ServerSelector
 
@@ -75,6 +78,7 @@ class ServiceEngine(Node):
         #: Frames offered to this SE (processed, or dropped because it was overloaded): the CPU model's work.
         self.packets = 0
         #: The CPU model as a queue: each frame takes 1/capacity_pps of the SE, and waits for the ones before it.
+        self.capacity_pps = group.capacity_pps
         self.service_ns = max(1, round(NS_PER_S / group.capacity_pps))
         self.busy_until = 0
         self._wait = 0
@@ -123,7 +127,12 @@ class ServiceEngine(Node):
                 self.frontend.congested = self.backend.congested = False
             return None
         self.packets += 1
-        return f"{self.name} overloaded: {queued} frames queued"
+        return (f"{self.name} overloaded: its queue of {QUEUE_FRAMES} frames is full at "
+                f"se_group.capacity_pps {self.capacity_pps:g}")
+
+    def attach_management(self, segment: Segment, ip: bytes) -> None:
+        """Give this SE its management NIC, where the controller's messages arrive (``nodes.management``)."""
+        self.nics["management"] = ManagementPort(self, segment, ip).nic
 
     def peer(self, name: str) -> "ServiceEngine":
         return self.registry.nodes[name]
@@ -169,15 +178,14 @@ class ServiceEngine(Node):
         entry = vs.flow_table.get(key)
         now = self.sim.now
         owner = self.registry.se_names[entry[0]] if entry is not None else None
-        if owner is not None and vs.carries(owner):
-            why = "flow table"
-        elif owner is None and (not view.flags & SYN if view.proto == frames.PROTO_TCP else now < vs.recovering_until):
+        why = vs.flow_table_note(owner) if owner is not None else None  # None: no entry, or its SE is gone
+        if why is None and owner is None and (not view.flags & SYN if view.proto == frames.PROTO_TCP else now < vs.recovering_until):
             if self.nat.get(view.src, view.sport, view.proto) is not None:
                 self.adopt_flow(key, self.name, [(frame, view)])  # a flow it served as a secondary
             else:
                 self.prober.hold(key, frame, view)
             return
-        else:
+        elif why is None:
             gone = f"owner {owner} gone, " if owner else ""
             owner, bucket = vs.choose(key)
             why = f"{gone}new flow, bucket {bucket}"
@@ -261,7 +269,9 @@ class ServiceEngine(Node):
 
     def _tunnel(self, target: "ServiceEngine", inner: bytes, comment: str) -> None:
         l4 = frames.l4_offset(inner)
-        sport = TUNNEL_SOURCE_PORTS + (int.from_bytes(inner[l4:l4 + 4], "big") % 16384)
+        # RFC 7348 section 5: a hash of the inner flow in the dynamic range, so ECMP spreads the tunnel's flows.
+        flow = inner[IP_ADDRESSES] + inner[IP_PROTO:IP_PROTO + 1] + inner[l4:l4 + 4]
+        sport = TUNNEL_SOURCE_PORTS + flowhash.siphash24(self.vs.hash_key, flow) % (65536 - TUNNEL_SOURCE_PORTS)
         outer = frames.vxlan_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
                                    sport, self.tunnel_port, self.vs.vni, inner, self.next_ident())
         self.frontend.send(outer, comment)
@@ -385,7 +395,7 @@ class ServiceEngine(Node):
 
     def reset_client(self, frame: bytes, view: frames.FlowView, why: str) -> None:
         reply = frames.tcp_reset_for(frame, self.frontend.mac)
-        self.runtime.counters.reset(self.name)
+        self.runtime.counters.reset(self.name, re.sub(r" \d+", "", why.split(":")[0]))  # "flow probe 7 ..." -> one key
         self.to_client(reply, f"{self.name} reset {view.describe()} ({why})")
 
     def reset_all(self, why: str) -> int:
@@ -406,7 +416,7 @@ class ServiceEngine(Node):
                 self.later(self.send_ip, self.backend, server.ip, to_server,
                            f"{self.name} reset {frames.ip_text(self.backend.ip)}:{nat.nat_port}>{server.endpoint} ({why})")
             self.nat.close(nat)
-        self.runtime.counters.reset(self.name, len(entries))
+        self.runtime.counters.reset(self.name, f"drain expired ({why.split(':')[0]})", len(entries))
         return len(entries)
 
     def handle_other(self, nic, frame: bytes) -> None:
@@ -421,18 +431,21 @@ class ServiceEngine(Node):
     def fail(self) -> None:
         """Stop dead: frames to this SE are lost and it sends nothing more."""
         self.alive = False
-        self.frontend.up = self.backend.up = False
+        for nic in self.nics.values():
+            nic.up = False
         self.note_failure(f"{self.name} failed, not yet detected")
         self.monitor.stop()
 
     def note_failure(self, why: str) -> None:
         """What the capture says of frames sent to this (failed) SE."""
-        self.frontend.down_reason = self.backend.down_reason = why
+        for nic in self.nics.values():
+            nic.down_reason = why
 
     def recover(self) -> None:
         """Come back as after a reboot: no ARP, NAT or probe state."""
         self.alive = True
-        self.frontend.up = self.backend.up = True
+        for nic in self.nics.values():
+            nic.up = True
         self.note_failure("")
         self.busy_until = self._wait = 0
         self.heartbeat.watching.clear()

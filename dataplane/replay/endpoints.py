@@ -65,7 +65,7 @@ class ReplayClients(Host):
 
     def send(self, flow: ReplayFlow, frame: bytes, number: int, vip: bytes, port: int) -> None:
         # The access link is not captured: the router names the input frame in its own comment.
-        self.runtime.notes[frame] = f"recorded frame {number}"
+        self.runtime.note(frame, f"recorded frame {number}")
         self.nic.send(frame, f"{self.name} recorded frame {number} (flow {flow.number}) "
                              f"{frames.ip_text(flow.client_ip)}:{flow.client_port}>{frames.ip_text(vip)}:{port}")
 

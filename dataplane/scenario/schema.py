@@ -27,7 +27,8 @@ from dataclasses import MISSING, dataclass
 
 from netaddr import IPAddress, IPNetwork
 
-from .validation import (_LINK_LOCAL_NET, MICROSECOND, YEAR, _bool, _build, _default_text, _doc, _enum, _expect, _f,
+from .networks import Network, inside, parse_networks, with_management
+from .validation import (MICROSECOND, YEAR, _bool, _build, _default_text, _doc, _enum, _expect, _f,
                          _Invalid, _ip, _list, _listing, _net, _num, _raw_table, _reference, _show, _spec, _str,
                          _table, _tname)
 
@@ -61,15 +62,6 @@ MAX_SERVERS = 65_536
 MAX_CLIENT_NETWORKS = 256
 MAX_EVENTS = 100_000
 _dc = dataclass(frozen=True, slots=True)
-
-
-@_dc
-class Network:
-    name: str
-    # Link-local suits only the backend (on-link servers); _networks refuses it on the routed frontend.
-    cidr: IPNetwork = _f(_net(link_local=True, note="link-local on the backend only"))
-    gateway: IPAddress | None = _f(_ip, None)   # required on the frontend, see _networks
-    latency: float = _f(_SHORT_DELAY, 20e-6)
 
 
 @_dc
@@ -240,41 +232,9 @@ _TOP = {
     "traffic": (_raw_table, MISSING),
     "events": (_list(_raw_table, MAX_EVENTS), ()),
 }
-_NETWORKS = {"frontend": (_raw_table, MISSING), "backend": (_raw_table, MISSING)}
 
 
 # ------------------------------------------------------------------ sections
-
-def _inside(ip, net: Network, p, what="networks"):
-    """ip must be a usable host address of net (not network/broadcast)."""
-    where = f"{what}.{net.name} ({net.cidr})"
-    if ip not in net.cidr:
-        raise _Invalid(p, f"{ip} is outside {where}")
-    # /31 and /32 have no network/broadcast address (RFC 3021).
-    if net.cidr.prefixlen <= 30 and ip in (net.cidr.network, net.cidr.broadcast):
-        kind = "network" if ip == net.cidr.network else "broadcast"
-        raise _Invalid(p, f"{ip} is the {kind} address of {where}")
-
-
-def _networks(raw) -> dict[str, Network]:
-    nets = {}
-    for name, t in _table(raw, "networks", _NETWORKS).items():
-        p = f"networks.{name}"
-        net = _build(Network, t, p, name=name)
-        if name == "frontend" and net.cidr in _LINK_LOCAL_NET:
-            # The VIP is reached through the router; link-local addresses are never routed (RFC 3927).
-            raise _Invalid(f"{p}.cidr", f"{net.cidr} is link-local (169.254.0.0/16): the VIP must be routable")
-        if net.gateway is None and name == "frontend":
-            # The router toward the clients sits on the frontend; it needs an address.
-            raise _Invalid(f"{p}.gateway", "missing required key")
-        if net.gateway is not None:
-            _inside(net.gateway, net, f"{p}.gateway")
-        nets[name] = net
-    fe, be = nets["frontend"], nets["backend"]
-    if fe.cidr in be.cidr or be.cidr in fe.cidr:
-        raise _Invalid("networks.backend.cidr", f"{be.cidr} overlaps networks.frontend ({fe.cidr})")
-    return nets
-
 
 def _se_group(raw) -> SeGroup:
     g = _build(SeGroup, raw, "se_group")
@@ -303,7 +263,7 @@ def _service_engines(raw_list) -> tuple[SeSpec, ...]:
 def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
     vs = _build(VirtualService, raw, "virtual_service")
     fe = nets["frontend"]
-    _inside(vs.vip, fe, "virtual_service.vip")
+    inside(vs.vip, fe, "virtual_service.vip")
     if vs.vip == fe.gateway:
         raise _Invalid("virtual_service.vip", f"{vs.vip} is the gateway of networks.frontend")
     names = [s.name for s in ses]
@@ -338,7 +298,7 @@ def _pool(raw, nets) -> Pool:
     be = nets["backend"]
     first_at: dict = {}
     for i, s in enumerate(pool.servers):
-        _inside(s.ip, be, f"pool.servers[{i}]")
+        inside(s.ip, be, f"pool.servers[{i}]")
         if s.ip == be.gateway:
             raise _Invalid(f"pool.servers[{i}]", f"{s.ip} is the gateway of networks.backend")
         if s.ip in first_at:
@@ -425,10 +385,10 @@ UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
 
 
 def _check_room(nets, ses, pool) -> None:
-    """Each SE needs an address on both networks besides the gateway, VIP and servers."""
+    """Each SE needs an address on every network besides the gateway, VIP, servers and controller."""
     fe, be = nets["frontend"], nets["backend"]
-    taken = {"frontend": 2, "backend": len(pool.servers) + (1 if be.gateway else 0)}
-    for net in (fe, be):
+    taken = {"frontend": 2, "backend": len(pool.servers) + (1 if be.gateway else 0), "management": 1}
+    for net in (fe, be, nets["management"]):
         room = max(0, net.cidr.size - 2 - taken[net.name])
         if room < len(ses):
             raise _Invalid(f"networks.{net.name}", f"{net.cidr} has room for {room} SE(s) besides its other "
@@ -441,7 +401,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         if not isinstance(data, dict):
             raise _Invalid("scenario", f"expected table, got {_tname(data)}")
         top = _table(data, "", _TOP)
-        nets = _networks(top["networks"])
+        nets = parse_networks(top["networks"])
         group = _se_group(top["se_group"])
         ses = _service_engines(top["service_engines"])
         if not group.hosts:  # default: where the listed SEs run, in order of first appearance
@@ -449,6 +409,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         vs = _virtual_service(top["virtual_service"], nets, group, ses)
         pool = _pool(top["pool"], nets)
         traffic = _traffic(top["traffic"], nets, top["duration"])
+        nets = with_management(nets, traffic.clients)
         events = _events(top["events"], top["duration"], ses, group, pool.servers)
         _check_room(nets, ses, pool)
         if vs.protocol == "udp" and traffic.request_bytes > UDP_PAYLOAD_MAX:
@@ -464,7 +425,9 @@ def key_reference() -> list[tuple[str, str, str]]:
     """(dotted key, default, what is accepted) for every scenario key: README's key table, from the code."""
     top = [(key, _default_text(default), _doc(conv)) for key, (conv, default) in _TOP.items()
            if key not in ("networks", "se_group", "service_engines", "virtual_service", "pool", "traffic", "events")]
-    return (top + _reference(Network, "networks.frontend") + _reference(Network, "networks.backend")
+    management = [("networks.management.cidr", "chosen", "IPv4 CIDR, unicast, overlapping no other network"),
+                  ("networks.management.latency", "20 µs", _doc(_SHORT_DELAY))]
+    return (top + _reference(Network, "networks.frontend") + _reference(Network, "networks.backend") + management
             + _reference(SeGroup, "se_group") + [("service_engines", "required", _doc(_TOP["service_engines"][0]))]
             + _reference(SeSpec, "service_engines[]") + _reference(VirtualService, "virtual_service")
             + _reference(Pool, "pool") + _reference(HealthMonitor, "pool.health_monitor")

@@ -112,9 +112,13 @@ def _check_summary(path: Path, summary: dict) -> None:
         for se, values in _need(path, timeline, kind, dict, "timeline").items():
             if not isinstance(values, list) or len(values) != len(t):
                 raise ReportError(f'{path}: "timeline.{kind}.{se}" should have {len(t)} points, like timeline.t')
-    for phase, counts in summary.get("flows_by_phase", {}).items():
-        if not isinstance(counts, dict):
-            raise ReportError(f'{path}: "flows_by_phase.{phase}" is not an object')
+    phases = summary.get("flows_by_phase", [])
+    if not isinstance(phases, list):
+        raise ReportError(f'{path}: "flows_by_phase" is not a list')
+    for number, phase in enumerate(phases):
+        if not isinstance(phase, dict) or not isinstance(phase.get("flows"), dict) or not all(
+                isinstance(phase.get(key), (int, float)) for key in ("from", "until")):
+            raise ReportError(f'{path}: "flows_by_phase[{number}]" needs from, until and flows')
 
 
 # -- the page ----------------------------------------------------------------------------------------------
@@ -188,20 +192,24 @@ def _overview(s: dict) -> str:
 
 
 def _phases(s: dict) -> str:
-    phases = s.get("flows_by_phase") or {}
+    phases = s.get("flows_by_phase") or []
     if not phases:
         return "<section><h2>Flows by phase</h2><p class=note>summary.json has no phases.</p></section>"
-    ses = sorted({se for counts in phases.values() for se in counts},
+    ses = sorted({se for phase in phases for se in phase["flows"]},
                  key=lambda se: list(s["flows_by_se"]).index(se) if se in s["flows_by_se"] else len(s["flows_by_se"]))
     head = "".join(f"<th class=num>{escape(se)}</th>" for se in ses)
     body = "".join(
-        f"<tr><td>{escape(phase)}</td>"
-        + "".join(f"<td class=num>{escape(_text(counts.get(se, '')))}</td>" for se in ses)
-        + f"<td class=num><b>{sum(v for v in counts.values() if isinstance(v, (int, float)))}</b></td></tr>"
-        for phase, counts in phases.items())
+        f"<tr><td>{phase_label(phase)}</td><td>{escape(str(phase.get('after', '')))}</td>"
+        + "".join(f"<td class=num>{escape(_text(phase['flows'].get(se, '')))}</td>" for se in ses)
+        + f"<td class=num><b>{sum(v for v in phase['flows'].values() if isinstance(v, (int, float)))}</b></td></tr>"
+        for phase in phases)
     return ("<section><h2>Flows by phase</h2><p>New flows each SE took in each phase of the run (a phase "
-            f"starts with a change of the VS's SEs).</p><table><thead><tr><th>phase</th>{head}"
+            f"starts with a change of the VS's SEs).</p><table><thead><tr><th>time</th><th>after</th>{head}"
             f"<th class=num>total</th></tr></thead><tbody>{body}</tbody></table></section>")
+
+
+def phase_label(phase: dict) -> str:
+    return escape(f"{phase['from']:.1f} s – {phase['until']:.1f} s")
 
 
 def _events(events: list[dict], marks: list[plots.Marker]) -> str:
