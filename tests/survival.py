@@ -53,7 +53,7 @@ def follow(net, until: float, step: float = 0.05) -> dict[str, Connection]:
                 for se in ses:
                     if not se.alive:  # a dead SE's table is frozen, not serving
                         continue
-                    nat = se.nat.get(client.ip, conn.sport, conn.proto)
+                    nat = se.nat.get(client.ip, conn.sport, conn.target.vip, conn.dport, conn.proto)
                     if nat is not None and not nat.closing and (not entry.owners or entry.owners[-1] != se.name):
                         entry.owners.append(se.name)
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
 from dataplane.nodes.heartbeat import ETHERTYPE_HEARTBEAT

@@ -123,7 +123,7 @@ def test_design_example_gets_design_defaults():
         max_scaleout_per_vs=4, min_scaleout_per_vs=1, vs_scalein_timeout=30.0,
         vs_se_scaleout_ready_timeout=25.0, se_tunnel_mode="auto", se_tunnel_udp_port=1550,
         access="write", auto_rebalance=False, auto_rebalance_interval=300.0,
-        max_cpu_usage=80.0, min_cpu_usage=30.0, capacity_pps=50000.0, ha_mode="elastic-n+m",
+        max_cpu_usage=80.0, min_cpu_usage=30.0, max_vs_per_se=10, capacity_pps=50000.0, ha_mode="elastic-n+m",
         se_create_delay=60.0, se_create_retry_delay=180.0, dp_hb_frequency=0.1,
         dp_hb_timeout_count=10, dp_hb_in_capture=True, controller_heartbeat_interval=10.0,
         controller_heartbeat_miss_limit=6, se_flow_probe_timer=0.1, se_flow_probe_retries=2,
@@ -238,8 +238,8 @@ CASES = {
     "unknown_key_suggests": ([("se_group.max_scaleout", 4)],
                              "se_group.max_scaleout: unknown key; did you mean "
                              "'max_scaleout_per_vs'?"),
-    "unknown_top_key": ([("virtual_services", {})],
-                        "virtual_services: unknown key; did you mean 'virtual_service'?"),
+    "unknown_top_key": ([("virtual_servce", {})],
+                        "virtual_servce: unknown key; did you mean 'virtual_service'?"),
     "unknown_nested_key": ([("pool.health_monitor.intervall", 3)],
                            "pool.health_monitor.intervall: unknown key; did you mean "
                            "'send_interval'?"),
@@ -432,7 +432,7 @@ def _bounded_keys():
     event_for = {"at": {"action": "scale_out"}, "se": {"action": "scale_out"}, "action": None,
                  "from": {"action": "migrate", "to": "se-1"}, "to": {"action": "migrate", "from": "se-1"},
                  "host": {"action": "fail_host"}, "name": {"action": "create_se", "host": "esx-1"}, "server": None,
-                 "to_new_se": None}
+                 "to_new_se": None, "vs": {"action": "scale_out"}}
     for path, spec in sections:
         for key, (conv, _default) in spec.items():
             yield (f"{path}.{key}" if path else key), conv, []

@@ -10,9 +10,11 @@ every second of virtual time.  The rules follow the product's, SE by SE:
   ``alert.cpu_high`` or ``alert.cpu_low`` naming it;
 - with ``auto_rebalance`` and write access, the controller acts on one SE
   per interval, and only if the last ``LAST_SECONDS`` of the interval are
-  past the threshold too: a hot SE's VS is scaled out if it makes more than
-  ``SCALE_OUT_SHARE`` of the SE's packets, else it is migrated away; a cold
-  SE is scaled in;
+  past the threshold too: on a hot SE, the VS that makes the most of its
+  packets in the interval is scaled out if that is more than
+  ``SCALE_OUT_SHARE`` of them, else it is migrated away; a cold SE is
+  scaled in from the VS that makes the fewest of its packets (among those
+  on more than one SE);
 - unless ``primary_weight`` pins it, every ``PRIMARY_SHARE_PERIOD`` the
   primary's weight in the Maglev table follows its CPU headroom against the
   secondaries' ("the primary will automatically adjust the percentage of
@@ -45,24 +47,27 @@ class Rebalancer(Protocol):
 
     sim: Simulator
     registry: Registry
-    vs: VirtualService
-    vs_control: Any
+    services: list[VirtualService]
+    vs_controls: dict[str, Any]
     group: SeGroup
 
     def log(self, kind: str, **fields: Any) -> None: ...
 
-    def refuse(self, action: str, reason: str) -> None: ...
+    def refuse(self, action: str, reason: str, vs: str | None = None) -> None: ...
 
 
 class _SeLoad:
     """One SE's samples: the interval's running mean, the last seconds, the run's mean and peak."""
 
-    __slots__ = ("latest", "interval_sum", "interval_n", "recent", "total", "samples", "peak", "packets", "flows")
+    __slots__ = ("latest", "interval_sum", "interval_n", "recent", "total", "samples", "peak", "packets", "flows",
+                 "vs_packets")
 
     def __init__(self) -> None:
         self.latest = self.interval_sum = self.total = self.peak = 0.0
         self.interval_n = self.samples = self.packets = self.flows = 0
         self.recent: deque[float] = deque(maxlen=LAST_SECONDS)
+        #: Each VS's packet count on this SE when the interval began.
+        self.vs_packets: dict[str, int] = {}
 
     def add(self, percent: float) -> None:
         self.latest = percent
@@ -79,7 +84,7 @@ class CpuMonitor:
         self.controller = controller
         self.sim = controller.sim
         self.registry = controller.registry
-        self.vs = controller.vs
+        self.services = controller.services
         self.group = controller.group
         self.duration = duration
         self.load: dict[str, _SeLoad] = {}
@@ -103,18 +108,20 @@ class CpuMonitor:
             load = self.load.setdefault(se.name, _SeLoad())
             offered, load.packets = se.packets - load.packets, se.packets
             load.add(100.0 * offered / (self.group.capacity_pps * SAMPLE_PERIOD_S))
-            flows = self.vs.flows_by_se.get(se.name, 0)
+            flows = sum(vs.flows_by_se.get(se.name, 0) for vs in self.services)
             self.timeline.record(now_s, se.name, load.latest, flows - load.flows, len(se.nat))
             load.flows = flows
-        if self.vs.auto_share and round(now_s) % PRIMARY_SHARE_PERIOD == 0:
-            self._adjust_primary_share()
+        if round(now_s) % PRIMARY_SHARE_PERIOD == 0:
+            for vs in self.services:
+                if vs.auto_share:
+                    self._adjust_primary_share(vs)
 
     def _mean_recent(self, name: str, seconds_: int) -> float:
         recent = list(self.load[name].recent)[-seconds_:] if name in self.load else []
         return sum(recent) / len(recent) if recent else 0.0
 
-    def _adjust_primary_share(self) -> None:
-        vs, primary = self.vs, self.vs.primary
+    def _adjust_primary_share(self, vs: VirtualService) -> None:
+        primary = vs.primary
         secondaries = [name for name in vs.members if name != primary]
         if primary is None or not secondaries:
             return
@@ -136,44 +143,64 @@ class CpuMonitor:
     def evaluate(self) -> None:
         hot, cold = [], []
         group = self.group
-        for name in self.vs.members:
+        shares = {}
+        for name in dict.fromkeys(name for vs in self.services for name in vs.members):
             load = self.load.get(name)
             if load is None or not load.interval_n:
                 continue
+            shares[name] = self._interval_packets(name, load)
             average = load.interval_sum / load.interval_n
             recent = self._mean_recent(name, LAST_SECONDS)
+            dominant = max(shares[name], key=shares[name].get) if shares[name] else self.services[0].name
             if average > group.max_cpu_usage:
-                self.controller.log("alert.cpu_high", se=name, vs=self.vs.name, average=round(average, 2),
+                self.controller.log("alert.cpu_high", se=name, vs=dominant, average=round(average, 2),
                                     last_30s=round(recent, 2), threshold=group.max_cpu_usage)
                 if recent > group.max_cpu_usage:
                     hot.append((average, name))
             elif average < group.min_cpu_usage:
-                self.controller.log("alert.cpu_low", se=name, vs=self.vs.name, average=round(average, 2),
+                self.controller.log("alert.cpu_low", se=name, vs=dominant, average=round(average, 2),
                                     last_30s=round(recent, 2), threshold=group.min_cpu_usage)
                 if recent < group.min_cpu_usage:
                     cold.append((average, name))
         for load in self.load.values():
             load.interval_sum, load.interval_n = 0.0, 0
         if hot:
-            self._act_on_hot(max(hot)[1])
-        elif cold and len(self.vs.members) > 1:
-            self._act("scale_in", min(cold)[1])
+            self._act_on_hot(max(hot)[1], shares[max(hot)[1]])
+        elif cold:
+            self._act_on_cold(min(cold)[1], shares[min(cold)[1]])
 
-    def _act_on_hot(self, name: str) -> None:
-        """Scale out the VS that makes most of the hot SE's packets, or migrate it away if none dominates."""
-        share = 1.0  # the one VS makes every packet its SEs process
-        if share > SCALE_OUT_SHARE:
-            self._act("scale_out", name)
+    def _interval_packets(self, name: str, load: _SeLoad) -> dict[str, int]:
+        """Packets each VS made on SE ``name`` since the last evaluation (and start the next count)."""
+        se = self.registry.se(name)
+        counts = {}
+        for vs in self.services:
+            now = se.binding(vs).packets
+            counts[vs.name] = now - load.vs_packets.get(vs.name, 0)
+            load.vs_packets[vs.name] = now
+        return counts
+
+    def _act_on_hot(self, name: str, packets: dict[str, int]) -> None:
+        """Scale out the VS that makes most of the hot SE's packets, or migrate it away if it does not dominate."""
+        total = sum(packets.values())
+        vs = max(packets, key=packets.get)
+        if total == 0 or packets[vs] / total > SCALE_OUT_SHARE:
+            self._act("scale_out", name, vs)
         else:
-            self._act("migrate", name)
+            self._act("migrate", name, vs)
 
-    def _act(self, action: str, se: str) -> None:
+    def _act_on_cold(self, name: str, packets: dict[str, int]) -> None:
+        """Scale the cold SE in from the VS that makes the fewest of its packets and can lose an SE."""
+        candidates = [vs for vs in self.services if name in vs.members and len(vs.members) > 1]
+        if candidates:
+            self._act("scale_in", name, min(candidates, key=lambda vs: packets.get(vs.name, 0)).name)
+
+    def _act(self, action: str, se: str, vs: str) -> None:
         if not self.group.auto_rebalance:
             return
         if self.group.access != "write":
-            self.controller.refuse(action, f"autoscale needs write access (access is {self.group.access})")
+            self.controller.refuse(action, f"autoscale needs write access (access is {self.group.access})", vs)
             return
-        control = self.controller.vs_control
+        control = self.controller.vs_controls[vs]
         try:
             if action == "scale_out":
                 control.scale_out(None, f"autoscale: {se} cpu high")
@@ -182,7 +209,7 @@ class CpuMonitor:
             else:
                 control.scale_in(se)
         except Refused as refusal:
-            self.controller.refuse(action, f"autoscale: {refusal}")
+            self.controller.refuse(action, f"autoscale: {refusal}", vs)
 
     def summary(self) -> dict:
         return {name: {"average": round(load.total / load.samples, 2), "peak": round(load.peak, 2)}

@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from ..clock import NS_PER_S, URGENT, seconds
 from ..errors import Refused
+from ..nodes.client import Client
 from ..nodes.context import Runtime
 from ..scenario import Event, SeGroup, SeSpec
 from ..wire import frames
@@ -46,12 +47,13 @@ class SeFactory(Protocol):
 
 
 class Controller:
-    def __init__(self, runtime: Runtime, vs: VirtualService, group: SeGroup, service_engines: Sequence[SeSpec],
-                 timeline: Sequence[Event], servers: Sequence[Any], factory: SeFactory, duration: float):
+    def __init__(self, runtime: Runtime, services: Sequence[VirtualService], group: SeGroup,
+                 service_engines: Sequence[SeSpec], timeline: Sequence[Event], servers: Sequence[Any],
+                 factory: SeFactory, duration: float):
         self.runtime = runtime
         self.sim = runtime.clock
         self.registry = runtime.registry
-        self.vs = vs
+        self.services = list(services)
         self.group = group
         self.initial_ses = tuple(service_engines)
         self.timeline = tuple(timeline)
@@ -61,7 +63,8 @@ class Controller:
         self.refusals: list[dict] = []
         self.failed_hosts: set[str] = set()
         self.creating: dict[str, dict] = {}
-        self.vs_control = VsControl(vs, self)
+        #: Each virtual service's controller, by name, in scenario order.
+        self.vs_controls = {vs.name: VsControl(vs, self) for vs in self.services}
         self.cpu = CpuMonitor(self, duration)
         self.expired: Counter[str] = Counter()
         self._controller_misses: Counter[str] = Counter()
@@ -72,27 +75,58 @@ class Controller:
     def se(self, name: str) -> Any:
         return self.registry.se(name)
 
-    def describe(self, name: str) -> str:
-        """What ``name`` is now, in one word: its part in the VS if it has one, else its own state."""
-        role = self.vs.role(name)
-        if role is not None:
-            return role.value
+    @property
+    def several(self) -> bool:
+        return len(self.services) > 1
+
+    def carried(self, name: str) -> list[VirtualService]:
+        """The virtual services SE ``name`` has a part in (member, joining, draining, standby)."""
+        return [vs for vs in self.services if vs.role(name) is not None]
+
+    def describe(self, name: str, vs: VirtualService | None = None) -> str:
+        """What ``name`` is now: its part in ``vs`` (or in each VS it carries), else its own state."""
+        parts = [(each, each.role(name)) for each in ([vs] if vs is not None else self.services)]
+        parts = [(each, role) for each, role in parts if role is not None]
+        if parts:
+            if len(self.services) == 1 or vs is not None:
+                return parts[0][1].value
+            return ", ".join(f"{role.value} ({each.name})" for each, role in parts)
         state = self.lifecycle.get(name)
         return state.value if state else "unknown"
 
-    def is_free(self, name: str) -> bool:
-        """Connected, believed alive and not in the VS: a scale out or migrate may take it."""
-        return self.lifecycle.get(name) is SeState.READY and self.vs.role(name) is None
+    def is_free(self, name: str, vs: VirtualService) -> bool:
+        """Connected, believed alive, not in ``vs`` and carrying fewer than ``max_vs_per_se`` VSs."""
+        return (self.lifecycle.get(name) is SeState.READY and vs.role(name) is None
+                and len(self.carried(name)) < self.group.max_vs_per_se)
 
-    def spare_se(self, exclude: set[str]) -> str | None:
-        """A connected SE with room (CPU under ``max_cpu_usage``) that is not in ``exclude``."""
+    def spare_se(self, exclude: set[str], vs: VirtualService) -> str | None:
+        """A connected SE with room for ``vs`` (CPU under ``max_cpu_usage``, counting every VS it carries)."""
         for name in sorted(self.lifecycle.named(SeState.READY)):
-            if name not in exclude and self.is_free(name) and self.cpu.utilisation(name) < self.group.max_cpu_usage:
+            if name not in exclude and self.is_free(name, vs) and self.cpu.utilisation(name) < self.group.max_cpu_usage:
                 return name
         return None
 
-    def new_phase(self, label: str) -> None:
-        self.runtime.counters.new_phase(self.sim.now, label)
+    def no_room(self, exclude: set[str], vs: VirtualService) -> str:
+        """Why no connected SE outside ``exclude`` has room for ``vs`` (a scale out's refusal says it)."""
+        reasons = []
+        for name in sorted(self.lifecycle.named(SeState.READY)):
+            if name in exclude or vs.role(name) is not None:
+                continue
+            carried = [each.name for each in self.carried(name)]
+            if len(carried) >= self.group.max_vs_per_se:
+                reasons.append(f"{name} carries {len(carried)} VSs (max_vs_per_se = {self.group.max_vs_per_se})")
+            else:
+                cpu = self.cpu.utilisation(name)
+                reasons.append(f"{name} is at {cpu:.0f} % CPU (max_cpu_usage = {self.group.max_cpu_usage:g} %)"
+                               + (f" with {', '.join(carried)}" if carried else ""))
+        return "; ".join(reasons) if reasons else "no other connected SE"
+
+    def new_phase(self, label: str, vs: VirtualService) -> None:
+        # The generated clients' connections open now (replay's recorded flows are followed by replay).
+        following = [id(conn) for node in self.registry.nodes.values() if isinstance(node, Client)
+                     for conn in node.connections.values() if conn.target is vs]
+        self.runtime.counters.new_phase(self.sim.now, f"{vs.name}: {label}" if self.several else label, vs.name,
+                                        following)
 
     # -- start -----------------------------------------------------------------
 
@@ -102,8 +136,10 @@ class Controller:
             self.lifecycle.add(spec.name, SeState.READY)
         for se in self.registry.service_engines():
             se.heartbeat.start()
-        others = [s.name for s in self.initial_ses if s.name not in self.vs.placement]
-        self.vs_control.place(standby=others[0] if others and self.vs_control.legacy else None)
+        for vs in self.services:
+            control = self.vs_controls[vs.name]
+            others = [s.name for s in self.initial_ses if s.name not in vs.placement]
+            control.place(standby=others[0] if others and control.legacy else None)
         for event in self.timeline:
             self.sim.at(seconds(event.at), self.dispatch, event, priority=URGENT)
         self.cpu.start()
@@ -112,7 +148,8 @@ class Controller:
 
     def _expire_idle(self) -> None:
         """Keep state bounded on long runs: idle flow-table and NAT entries go."""
-        self.expired["flow_table"] += self.vs.flow_table.expire(self.sim.now - seconds(FLOW_TABLE_IDLE))
+        for vs in self.services:
+            self.expired["flow_table"] += vs.flow_table.expire(self.sim.now - seconds(FLOW_TABLE_IDLE))
         for se in self.registry.service_engines():
             if se.alive:
                 self.expired["nat"] += se.expire_idle()
@@ -123,22 +160,28 @@ class Controller:
         try:
             handler(event)
         except Refused as refusal:
-            self.refuse(event.action, str(refusal))
+            self.refuse(event.action, str(refusal), event.vs)
 
-    def refuse(self, action: str, reason: str) -> None:
-        self.log(f"{action}.refused", reason=reason)
-        self.refusals.append({"t": round(self.sim.now / NS_PER_S, 9), "action": action, "reason": reason})
+    def refuse(self, action: str, reason: str, vs: str | None = None) -> None:
+        about = {"vs": vs} if vs else {}
+        self.log(f"{action}.refused", **about, reason=reason)
+        self.refusals.append({"t": round(self.sim.now / NS_PER_S, 9), "action": action, **about, "reason": reason})
 
     # -- the VS's operations ---------------------------------------------------------
 
     def do_scale_out(self, event) -> None:
-        self.vs_control.scale_out(event.se, "administrator")
+        self.vs_controls[event.vs].scale_out(event.se, "administrator")
 
     def do_scale_in(self, event) -> None:
-        self.vs_control.scale_in(event.se)
+        self.vs_controls[event.vs].scale_in(event.se)
 
     def do_migrate(self, event) -> None:
-        self.vs_control.migrate(event.from_se, None if event.to_new_se else event.to_se)
+        self.vs_controls[event.vs].migrate(event.from_se, None if event.to_new_se else event.to_se)
+
+    def ensure_minimum(self) -> None:
+        """Every VS below its HA mode's minimum tries to scale out (a new SE, a recovered one)."""
+        for control in self.vs_controls.values():
+            control.ensure_minimum()
 
     # -- SE creation (docs/design.md, B13) -------------------------------------------------
 
@@ -150,7 +193,7 @@ class Controller:
     def can_create(self) -> str | None:
         """None if the controller may create an SE now, else why it may not."""
         if self.group.access != "write":
-            return (f"access {self.group.access}: no connected SE is free; "
+            return (f"access {self.group.access}: the controller may not create an SE; "
                     "an administrator must create one first (create_se)")
         if not self.factory.has_room_for_se(len(self.creating)):
             return "no free address left on the frontend or backend network for a new SE"
@@ -201,7 +244,7 @@ class Controller:
         if job["then"]:
             job["then"]()
         else:
-            self.vs_control.ensure_minimum()  # an administrator's SE: a VS that is down may go there
+            self.ensure_minimum()  # an administrator's SE: a VS that is down may go there
 
     def _creation_failed(self, name: str, reason: str) -> None:
         job = self.creating.pop(name, None)
@@ -262,7 +305,8 @@ class Controller:
         se.note_failure(f"{name} failed (declared at {self.sim.now / NS_PER_S:g} s)")
         self.log("se.failed", se=name, reason=getattr(se, "failed_because", "failed"), detected_by=detection,
                  missed_heartbeats=misses, detected_after=round(after, 9), was=was)
-        self.vs_control.se_failed(name)
+        for control in self.vs_controls.values():
+            control.se_failed(name)
 
     def do_recover_se(self, event) -> None:
         name = event.se
@@ -275,7 +319,8 @@ class Controller:
         se.recover()
         self.lifecycle.apply(name, "recover")
         self.log("se.recovered", se=name)
-        self.vs_control.se_recovered(name)
+        for control in self.vs_controls.values():
+            control.se_recovered(name)
 
     def do_fail_host(self, event) -> None:
         host = event.host
@@ -305,13 +350,13 @@ class Controller:
     # -- summary ---------------------------------------------------------------
 
     def summary(self) -> dict:
-        vs = self.vs_control.summary()
+        first = next(iter(self.vs_controls.values())).summary()
         return {
             "refusals": self.refusals,
             "flows_by_phase": self.runtime.counters.phase_summary(self.sim.now),
-            "steering_share": vs["steering_share"],
-            "standby": vs["standby"],
-            "primary_weight": vs["primary_weight"],
+            "steering_share": first["steering_share"],
+            "standby": first["standby"],
+            "primary_weight": first["primary_weight"],
             "se_states": {name: self.describe(name) for name in sorted(self.lifecycle.states)},
             "cpu": self.cpu.summary(),
             "cpu_thresholds": {"max_cpu_usage": self.group.max_cpu_usage, "min_cpu_usage": self.group.min_cpu_usage},

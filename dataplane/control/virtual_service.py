@@ -31,22 +31,33 @@ MAGLEV_SIZE = 65537
 
 
 class VirtualService:
-    def __init__(self, spec: VsSpec, se_group: SeGroup, seed: int):
+    def __init__(self, spec: VsSpec, se_group: SeGroup, seed: int, index: int = 0, several: bool = False):
         self.name = spec.name
+        self.spec = spec
+        self.index = index
         self.vip = frames.ip_bytes(spec.vip)
+        #: The first port: where generated traffic goes when there is one, and what old single-port code names.
         self.port = spec.port
+        #: One byte per port, 1 where the VS listens: the steering path's port check is one index.
+        self.listens = bytearray(65536)
+        for low, high in spec.ports:
+            self.listens[low:high + 1] = b"\x01" * (high - low + 1)
         self.proto = frames.PROTO_UDP if spec.protocol == "udp" else frames.PROTO_TCP
         self.placement = tuple(spec.placement)
+        #: How comments name this VS when the scenario has several ("vs-b, "), else nothing.
+        self.tag = f"{spec.name}, " if several else ""
         #: The primary's weight in the Maglev table; None in the scenario means "follow the primary's CPU headroom".
         self.auto_share = se_group.primary_weight is None
         self.primary_weight = 100 if se_group.primary_weight is None else se_group.primary_weight
-        self.hash_key = random.Random(f"{seed}:flow-hash-key").randbytes(16)
+        # The first VS keeps the key every single-VS run has had: old captures stay byte-identical.
+        self.hash_key = random.Random(f"{seed}:flow-hash-key" + (f":{spec.name}" if index else "")).randbytes(16)
         self.roles = Roles()
         self._primary: str | None = None
         self.flow_table = flowhash.FlowTable(FLOW_TABLE_CAPACITY)
         self.table: flowhash.MaglevTable | None = None
         self.flows_by_se: Counter[str] = Counter()
-        self.vni = 1
+        #: The VXLAN network identifier of this VS's tunnel frames, and its heartbeats' VNI field.
+        self.vni = index + 1
         #: Until then a new primary asks the other SEs about UDP packets it does not know (flow probes), as it
         #: does for mid-flow TCP: after an unplanned promotion its flow table starts empty.
         self.recovering_until = 0

@@ -40,21 +40,23 @@ class SeControl(Protocol):
 
     def log(self, kind: str, **fields: Any) -> None: ...
 
-    def refuse(self, action: str, reason: str) -> None: ...
+    def refuse(self, action: str, reason: str, vs: str | None = None) -> None: ...
+
+    def no_room(self, exclude: set[str], vs: VirtualService) -> str: ...
 
     def se(self, name: str) -> Any: ...
 
-    def describe(self, name: str) -> str: ...
+    def describe(self, name: str, vs: VirtualService | None = None) -> str: ...
 
-    def is_free(self, name: str) -> bool: ...
+    def is_free(self, name: str, vs: VirtualService) -> bool: ...
 
-    def spare_se(self, exclude: set[str]) -> str | None: ...
+    def spare_se(self, exclude: set[str], vs: VirtualService) -> str | None: ...
 
     def new_se(self, why: str, then: Callable[[str], None], failed: Callable[[str, str], None]) -> str: ...
 
     def can_create(self) -> str | None: ...
 
-    def new_phase(self, label: str) -> None: ...
+    def new_phase(self, label: str, vs: VirtualService) -> None: ...
 
 
 class VsControl:
@@ -87,11 +89,11 @@ class VsControl:
         else:
             standby = None
         for name in placement:
-            self.control.se(name).monitor.start()
+            self.control.se(name).start_monitoring(self.vs)
         self.vs.place(placement)
         if standby is not None:
             self.vs.stand_by(standby)
-        self.control.se(placement[0]).announce_vip("placed as primary")
+        self.control.se(placement[0]).announce_vip(self.vs, "placed as primary")
         self.control.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
                          vip=frames.ip_text(self.vs.vip), **({"standby": standby} if standby else {}))
 
@@ -105,13 +107,14 @@ class VsControl:
         if len(self.vs.members) >= self.group.max_scaleout_per_vs:
             raise Refused(f"the VS is already on {len(self.vs.members)} SEs "
                           f"(max_scaleout_per_vs = {self.group.max_scaleout_per_vs})")
-        if wanted and not self.control.is_free(wanted):
-            raise Refused(f"{wanted} is {self.control.describe(wanted)}, not a connected SE free to join")
-        se = wanted or self.control.spare_se(set(self.vs.peers))
+        if wanted and not self.control.is_free(wanted, self.vs):
+            raise Refused(f"{wanted} is {self.control.describe(wanted, self.vs)}, not a connected SE free to join")
+        se = wanted or self.control.spare_se(set(self.vs.peers), self.vs)
         if se is None:
             cannot = self.control.can_create()
             if cannot:
-                raise Refused(cannot)
+                raise Refused(f"no connected SE has room ({self.control.no_room(set(self.vs.peers), self.vs)}); "
+                              f"{cannot}")
         if se is not None:
             self.scaling_out = se
             self.log("scale_out.started", se=se, reused=True, reason=why)
@@ -150,7 +153,7 @@ class VsControl:
                 self.vs.lose(name)
                 failed(f"{name} did not report ready within vs_se_scaleout_ready_timeout ({timeout:g} s)")
                 return
-            self.control.se(name).monitor.start()
+            self.control.se(name).start_monitoring(self.vs)
             restoring = not self.vs.members
             self.vs.joined(name)
             if restoring:  # every SE had failed: the VIP needs a new owner before anything else
@@ -162,7 +165,7 @@ class VsControl:
     def _scaled_out(self, name: str) -> None:
         self.scaling_out = None
         self.log("scale_out.completed", se=name, service_engines=list(self.vs.members))
-        self.control.new_phase(f"scale out to {name}")
+        self.control.new_phase(f"scale out to {name}", self.vs)
         self.ensure_minimum()
 
     # -- scale in and migrate (B9, B10) ----------------------------------------------------
@@ -182,8 +185,8 @@ class VsControl:
         if self.legacy:
             raise Refused("migration is not supported in ha_mode legacy-active-standby")
         self.check_member(source)
-        if target is not None and not self.control.is_free(target):
-            what = self.control.describe(target)
+        if target is not None and not self.control.is_free(target, self.vs):
+            what = self.control.describe(target, self.vs)
             raise Refused(f"{target} is {'not created yet' if what == 'unknown' else what}, "
                           "not a connected SE free to join")
         if target is None:
@@ -193,7 +196,7 @@ class VsControl:
 
         def joined(to: str) -> None:
             if self.vs.role(source) is not Role.MEMBER:  # failed or scaled in meanwhile: nothing left to move
-                self.log("migrate.completed", se=source, to=to, note=f"{source} was already {self.control.describe(source)}")
+                self.log("migrate.completed", se=source, to=to, note=f"{source} was already {self.control.describe(source, self.vs)}")
                 return
             if self.vs.primary == source:
                 self.promote(to, f"migrate from {source}", planned=True)
@@ -211,33 +214,33 @@ class VsControl:
 
     def check_member(self, name: str) -> None:
         if self.vs.role(name) is not Role.MEMBER:
-            raise Refused(f"{name} is {self.control.describe(name)}, not serving the VS")
+            raise Refused(f"{name} is {self.control.describe(name, self.vs)}, not serving the VS")
 
     def _drain(self, name: str, why: str, then: Callable[[], None]) -> None:
         if self.vs.primary == name:
             self.promote(self.vs.members[1], f"{why} of {name}", planned=True)
         stint = self.vs.drain(name)
         stint.until_ns = self.sim.now + seconds(self.group.vs_scalein_timeout)
-        self.control.new_phase(f"{why} ({name} draining)")
+        self.control.new_phase(f"{why} ({name} draining)", self.vs)
 
         def expired() -> None:
             # The stint identifies this drain: a timer of an earlier drain of the same SE must not end a later one.
             if self.vs.roles.stint(name) is not stint:
                 return
-            reset = self.control.se(name).reset_all(f"{why}: drain of {self.group.vs_scalein_timeout:g} s expired")
+            reset = self.control.se(name).reset_all(self.vs, f"{why}: drain of {self.group.vs_scalein_timeout:g} s expired")
             self.log("drain.expired", se=name, connections_reset=reset)
             self.vs.drained(name)
-            self.control.se(name).monitor.stop()
+            self.control.se(name).stop_monitoring(self.vs)
             then()
         self.sim.after(seconds(self.group.vs_scalein_timeout), expired, priority=URGENT)
 
     def promote(self, name: str, reason: str, planned: bool) -> None:
         old = self.vs.primary if self.vs.primary != name else None
         if old is not None:
-            self.control.se(old).give_up_vip()
+            self.control.se(old).give_up_vip(self.vs)
         if self.vs.role(name) is Role.STANDBY:
             self.vs.take_over(name)
-            self.control.se(name).monitor.start()
+            self.control.se(name).start_monitoring(self.vs)
         else:
             self.vs.promote(name)
         if not planned:
@@ -245,7 +248,7 @@ class VsControl:
             # about UDP packets too while their flows may still be alive.
             self.vs.forget_flows()
             self.vs.recovering_until = self.sim.now + UDP_IDLE
-        self.control.se(name).announce_vip(f"new primary: {reason}")
+        self.control.se(name).announce_vip(self.vs, f"new primary: {reason}")
         self.log("se.promoted", se=name, previous=old, reason=reason)
 
     # -- failures (B14, B15) ---------------------------------------------------------------
@@ -266,7 +269,7 @@ class VsControl:
         elif was_primary and standby is not None:
             self.promote(standby, f"active {name} failed", planned=False)
         self.vs.lose(name)
-        self.control.new_phase(f"failure of {name}")
+        self.control.new_phase(f"failure of {name}", self.vs)
         if not self.vs.members:
             self.log("vs.down", reason=f"last SE {name} failed")
         self.ensure_minimum()
@@ -291,7 +294,7 @@ class VsControl:
         try:
             self.scale_out(None, why)
         except Refused as refusal:
-            self.control.refuse("scale_out", str(refusal))
+            self.control.refuse("scale_out", str(refusal), self.vs.name)
 
     def summary(self) -> dict:
         return {"primary": self.vs.primary, "service_engines": self.vs.serving, "standby": self.vs.standby,

@@ -65,10 +65,11 @@ def build(scenario: Scenario, capture_file: BinaryIO | None = None, on_event: Ca
     if capture_file is not None:
         capture = Capture(capture_file, application, f"scenario {scenario.name}, seed {scenario.seed}")
     net = Network(scenario, runtime, capture)
-    vs = VirtualService(scenario.virtual_service, group, scenario.seed)
-    net.vs = vs
+    several = len(scenario.virtual_services) > 1
+    net.services = [VirtualService(spec, group, scenario.seed, index, several)
+                    for index, spec in enumerate(scenario.virtual_services)]
     _wire(net, scenario, hooks)
-    net.controller = Controller(runtime, vs, group, scenario.service_engines, scenario.events, net.servers,
+    net.controller = Controller(runtime, net.services, group, scenario.service_engines, scenario.events, net.servers,
                                 SeBuilder(net), scenario.duration)
     return net
 
@@ -88,21 +89,15 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
                         frontend_net.cidr)
     runtime.registry.add(net.router)
 
-    traffic = sc.traffic
-    for number, spec in enumerate(sc.pool.servers, 1):
-        server = hooks.server_class(runtime, f"server-{number}", frames.ip_bytes(spec.ip), spec.port, backend,
-                                    traffic.request_bytes, traffic.response_bytes, sc.seed)
-        net.servers.append(server)
-        runtime.registry.add(server)
-
+    _servers(net, sc, hooks, backend)
     _management(net, sc)
-    net.free_frontend = AddressPool(frontend_net.cidr, {frontend_net.gateway, sc.virtual_service.vip})
-    net.free_backend = AddressPool(backend_net.cidr, {s.ip for s in sc.pool.servers} |
-                                   ({backend_net.gateway} if backend_net.gateway else set()))
+    net.free_frontend = AddressPool(frontend_net.cidr, {frontend_net.gateway} | {vs.vip for vs in sc.virtual_services})
+    servers = {server.ip for vs in sc.virtual_services for server in vs.pool.servers}
+    net.free_backend = AddressPool(backend_net.cidr, servers | ({backend_net.gateway} if backend_net.gateway else set()))
     for spec in sc.service_engines:
         add_service_engine(net, spec.name, spec.host)
 
-    addresses = client_addresses(traffic.clients)
+    addresses = client_addresses(sc.traffic.clients)
     if hooks.access_link is not None:
         first = next(addresses, None)
         first_ip = first[0] if first else bytes((192, 0, 0, 8))
@@ -110,11 +105,29 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
         runtime.registry.add(access)
     else:
         for ip, gateway in addresses:
-            client = Client(runtime, f"client-{len(net.clients) + 1}", ip, gateway, clients_seg, net.vs, traffic,
-                            sc.seed)
+            client = Client(runtime, f"client-{len(net.clients) + 1}", ip, gateway, clients_seg, sc.seed)
             net.clients.append(client)
             runtime.registry.add(client)
     net.write_names()
+
+
+def _servers(net: Network, sc: Scenario, hooks: Hooks, backend: Segment) -> None:
+    """One server per pool address, named in order of first appearance; each VS's pool lists its own."""
+    runtime = net.runtime
+    by_address: dict = {}
+    for vs in sc.virtual_services:
+        members = []
+        for spec in vs.pool.servers:
+            server = by_address.get(spec)
+            if server is None:
+                traffic = vs.traffic
+                server = hooks.server_class(runtime, f"server-{len(net.servers) + 1}", frames.ip_bytes(spec.ip),
+                                            spec.port, backend, traffic.request_bytes, traffic.response_bytes, sc.seed)
+                by_address[spec] = server
+                net.servers.append(server)
+                runtime.registry.add(server)
+            members.append(server)
+        net.pools[vs.name] = members
 
 
 def _management(net: Network, sc: Scenario) -> None:
@@ -138,9 +151,9 @@ def _segment(net: Network, name: str, latency: float, port_security: bool = Fals
 
 def add_service_engine(net: Network, name: str, host: str) -> ServiceEngine:
     sc = net.scenario
+    services = [(vs, net.pools[vs.name]) for vs in net.services]
     se = ServiceEngine(net.runtime, name, host, net.segments["frontend"], net.free_frontend.take(),
-                       net.segments["backend"], net.free_backend.take(), net.vs, net.servers, sc.se_group, sc.pool,
-                       sc.seed)
+                       net.segments["backend"], net.free_backend.take(), services, sc.se_group, sc.seed)
     se.attach_management(net.segments[management_segment], net.free_management.take())
     net.runtime.registry.add_se(se)
     return se

@@ -43,7 +43,9 @@ class Network:
         self.servers: list[Any] = []
         self.clients: list[Any] = []
         self.router: Router
-        self.vs: VirtualService
+        #: The virtual services, in scenario order, and each one's pool members (server nodes).
+        self.services: list[VirtualService] = []
+        self.pools: dict[str, list[Any]] = {}
         self.controller: Controller
         self.free_frontend: AddressPool
         self.free_backend: AddressPool
@@ -56,6 +58,23 @@ class Network:
     @property
     def sim(self) -> Simulator:
         return self.runtime.clock
+
+    @property
+    def vs(self) -> VirtualService:
+        """The first virtual service (the only one of a ``[virtual_service]`` scenario)."""
+        return self.services[0]
+
+    def service(self, name: str | None = None) -> VirtualService:
+        """The virtual service called ``name`` (None: the only one); ValueError names the choices."""
+        if name is None and len(self.services) == 1:
+            return self.services[0]
+        for vs in self.services:
+            if vs.name == name:
+                return vs
+        raise ValueError(f"unknown virtual service {name!r}: choose one of {', '.join(v.name for v in self.services)}"
+                         if name is not None else
+                         f"this network has {len(self.services)} virtual services: say which "
+                         f"({', '.join(v.name for v in self.services)})")
 
     @property
     def nodes(self) -> dict[str, Any]:
@@ -90,7 +109,8 @@ class Network:
         """Name the VIP, router, servers and SEs in the capture (its name-resolution block)."""
         if not self.capture:
             return
-        names = {frames.ip_text(self.vs.vip): self.vs.name, frames.ip_text(self.router.frontend_nic.ip): "gw",
+        names = {frames.ip_text(vs.vip): vs.name for vs in self.services}
+        names |= {frames.ip_text(self.router.frontend_nic.ip): "gw",
                  frames.ip_text(self.controller_node.ip): "controller"}
         for server in self.servers:
             names[frames.ip_text(server.ip)] = server.name
@@ -121,7 +141,8 @@ class Network:
         self.controller.start()
         if traffic:
             sc = self.scenario
-            Arrivals(self.sim, sc.traffic, self.clients, sc.seed, sc.duration).start()
+            for vs in self.services:
+                Arrivals(self.sim, vs, self.clients, sc.seed, sc.duration).start()
 
     def run(self) -> dict:
         """Start with generated traffic, run the scenario's duration, return the summary."""
@@ -134,27 +155,43 @@ class Network:
     def summary(self) -> dict:
         counters = self.runtime.counters
         open_now = sum(len(c.connections) for c in self.clients)
-        outcomes = counters.flow_outcomes
-        flows = {"total": counters.flows_total, "completed": outcomes["completed"],
-                 "reset": outcomes["reset"], "failed": outcomes["failed"], "open": open_now,
-                 "why": {outcome: dict(reasons.most_common()) for outcome, reasons in counters.flow_reasons.items()}}
+        flows = _flows(counters.flows_total, counters.flow_outcomes, counters.flow_reasons, open_now)
         drops = Counter(counters.drops)
         for segment in self.segments.values():
             drops.update(segment.drops)
+        services = self.services
+        serving = list(dict.fromkeys(name for vs in services for name in vs.serving))
         return {
             "scenario": self.scenario.name, "cloud": self.scenario.cloud, "seed": self.scenario.seed,
             "duration": self.scenario.duration,
             "flows": flows,
-            "flows_by_se": {name: self.vs.flows_by_se.get(name, 0) for name in self.se_names},
+            "flows_by_se": {name: sum(vs.flows_by_se.get(name, 0) for vs in services) for name in self.se_names},
             "frames_by_segment": {name: seg.frames for name, seg in self.segments.items() if name != "clients"},
             "access_link_frames": self.segments["clients"].frames,
             "drops": dict(sorted(drops.items())),
             "resets_by_se": {se: dict(reasons.most_common()) for se, reasons in sorted(counters.resets.items())},
             "primary": self.vs.primary,
-            "service_engines": self.vs.serving,
+            "service_engines": serving,
             "return_path": "via-primary" if self.runtime.paths.return_via_primary else "direct",
             "address_plan": self.address_plan(),
             **self.controller.summary(),
+            "virtual_services": {vs.name: self._service_summary(vs) for vs in services},
+        }
+
+    def _service_summary(self, vs: VirtualService) -> dict:
+        counters = self.runtime.counters.vs(vs.name)
+        open_now = sum(1 for c in self.clients for conn in c.connections.values() if conn.target is vs)
+        control = self.controller.vs_controls[vs.name].summary()
+        return {
+            "vip": frames.ip_text(vs.vip), "protocol": vs.spec.protocol,
+            "ports": [low if low == high else f"{low}-{high}" for low, high in vs.spec.ports],
+            "primary": vs.primary, "service_engines": vs.serving, "standby": vs.standby,
+            "flows": _flows(counters.flows_total, counters.outcomes, counters.reasons, open_now),
+            "flows_by_se": {name: vs.flows_by_se.get(name, 0) for name in self.se_names if vs.flows_by_se.get(name)},
+            "flows_by_phase": self.runtime.counters.phase_summary(self.sim.now, vs.name),
+            "survival": [row.summary() for row in counters.survival],
+            "drops": dict(sorted(counters.drops.items())),
+            "steering_share": control["steering_share"], "primary_weight": control["primary_weight"],
         }
 
     def address_plan(self) -> dict:
@@ -162,7 +199,15 @@ class Network:
         for name, node in self.nodes.items():
             plan[name] = {nic_name: {"mac": frames.mac_text(nic.mac), "ip": frames.ip_text(nic.ip)}
                           for nic_name, nic in node.nics.items()}
-        primary = self.vs.primary
-        plan[self.vs.name] = {"vip": {"mac": frames.mac_text(self.nodes[primary].frontend.mac) if primary else None,
-                                      "ip": frames.ip_text(self.vs.vip)}}
+        for vs in self.services:
+            primary = vs.primary
+            plan[vs.name] = {"vip": {"mac": frames.mac_text(self.nodes[primary].frontend.mac) if primary else None,
+                                     "ip": frames.ip_text(vs.vip)}}
         return plan
+
+
+def _flows(total: int, outcomes: Counter, reasons: dict, open_now: int) -> dict:
+    """summary.json's ``flows``: how many, how they ended, and why the reset and failed ones did."""
+    return {"total": total, "completed": outcomes["completed"], "reset": outcomes["reset"],
+            "failed": outcomes["failed"], "open": open_now,
+            "why": {outcome: dict(counted.most_common()) for outcome, counted in reasons.items()}}

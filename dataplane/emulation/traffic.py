@@ -1,10 +1,13 @@
 """
-Generated traffic: new connections arrive as a Poisson process from random clients.
+Generated traffic: new connections arrive as a Poisson process from random clients, per virtual service.
 
-One pending arrival at a time sits on the clock, so memory does not grow
-with the length of a run.  Without ``traffic.stop``, arrivals stop early
-enough for each connection to finish inside the run, but never before half
-of it has passed.
+Each virtual service gets its own arrivals, by its own traffic (its
+``[virtual_services.traffic]`` over ``[traffic]``), to one of its ports
+drawn at random when it listens on several.  One pending arrival per VS at
+a time sits on the clock, so memory does not grow with the length of a
+run.  Without ``traffic.stop``, arrivals stop early enough for each
+connection to finish inside the run, but never before half of it has
+passed.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ from typing import Sequence
 
 from ..clock import NS_PER_S, Simulator, seconds
 from ..nodes.client import Client
-from ..scenario import Traffic
+from ..nodes.context import ServedService
 
 
 class Arrivals:
-    def __init__(self, clock: Simulator, traffic: Traffic, clients: Sequence[Client], seed: int, duration: float):
+    def __init__(self, clock: Simulator, vs: ServedService, clients: Sequence[Client], seed: int, duration: float):
         self.clock = clock
-        self.traffic = traffic
+        self.vs = vs
+        self.traffic = traffic = vs.spec.traffic
+        self.ports = vs.spec.ports
+        self.port_count = sum(high - low + 1 for low, high in self.ports)
         self.clients = clients
-        self.rng = random.Random(f"{seed}:arrivals")
+        # The first VS keeps the stream single-VS runs have always had (byte-identical captures).
+        self.rng = random.Random(f"{seed}:arrivals" + (f":{vs.name}" if vs.index else ""))
         stop = traffic.stop if traffic.stop is not None else duration
         if traffic.stop is None:
             # Leave each connection time to finish inside the run, but keep opening
@@ -43,8 +50,19 @@ class Arrivals:
             return
         self.opened += 1
         client = self.clients[self.rng.randrange(len(self.clients))]
-        self.clock.at(at, self._arrive, client, self.opened)
+        self.clock.at(at, self._arrive, client, self.opened, self._port())
 
-    def _arrive(self, client: Client, number: int) -> None:
-        client.open(number)
+    def _port(self) -> int:
+        """One of the VS's ports, each as likely (no draw when it has one: old runs keep their numbers)."""
+        if self.port_count == 1:
+            return self.ports[0][0]
+        index = self.rng.randrange(self.port_count)
+        for low, high in self.ports:
+            if index <= high - low:
+                return low + index
+            index -= high - low + 1
+        raise AssertionError("unreachable: index < port_count")
+
+    def _arrive(self, client: Client, number: int, port: int) -> None:
+        client.open(number, self.vs, port, self.traffic)
         self._next(self.clock.now)

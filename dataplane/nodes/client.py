@@ -49,6 +49,10 @@ class ClientConnection:
     number: int
     sport: int
     proto: int
+    #: The virtual service, its port this connection is to, and the traffic it follows (request sizes, timers).
+    target: ServedService = field(repr=False)
+    dport: int
+    traffic: Traffic = field(repr=False)
     isn: int = 0
     snd_nxt: int = 0
     rcv_nxt: int = 0
@@ -74,34 +78,31 @@ class ClientConnection:
 
     @property
     def tuple_text(self) -> str:
-        target = self.client.target
-        return f"{frames.ip_text(self.client.ip)}:{self.sport}>{frames.ip_text(target.vip)}:{target.port}"
+        return f"{frames.ip_text(self.client.ip)}:{self.sport}>{frames.ip_text(self.target.vip)}:{self.dport}"
 
 
 class Client(Host):
-    """One client address; owns the connections opened from it to ``target`` (the VS)."""
+    """One client address; owns the connections opened from it to the virtual services."""
 
     kind = "client"
 
-    def __init__(self, runtime: Runtime, name: str, ip: bytes, gateway: bytes, segment: Segment,
-                 target: ServedService, traffic: Traffic, seed: int):
+    def __init__(self, runtime: Runtime, name: str, ip: bytes, gateway: bytes, segment: Segment, seed: int):
         super().__init__(runtime, name, ip, segment)
         self.gateway = gateway
-        self.target = target
         self.rng = random.Random(f"{seed}:{name}")
         self.connections: dict[int, ClientConnection] = {}
         self.used_ports: set[int] = set()
-        self.traffic = traffic
 
     # -- opening ---------------------------------------------------------------
 
-    def open(self, number: int) -> ClientConnection:
+    def open(self, number: int, target: ServedService, dport: int, traffic: Traffic) -> ClientConnection:
+        """Open connection ``number`` to ``target``'s port ``dport``, following ``traffic``."""
         sport = self._free_port()
-        proto = frames.PROTO_UDP if self.target.proto == frames.PROTO_UDP else frames.PROTO_TCP
-        conn = ClientConnection(self, number, sport, proto, requests_left=self.traffic.requests_per_connection,
-                                opened_ns=self.sim.now)
+        proto = frames.PROTO_UDP if target.proto == frames.PROTO_UDP else frames.PROTO_TCP
+        conn = ClientConnection(self, number, sport, proto, target, dport, traffic,
+                                requests_left=traffic.requests_per_connection, opened_ns=self.sim.now)
         self.connections[sport] = conn
-        self.runtime.counters.flow_opened()
+        self.runtime.counters.flow_opened(target.name)
         if proto == frames.PROTO_TCP:
             conn.isn = self.rng.getrandbits(32)
             conn.snd_nxt = (conn.isn + 1) & 0xFFFFFFFF
@@ -129,8 +130,8 @@ class Client(Host):
     def _send_tcp(self, conn: ClientConnection, seq: int, ack: int, flags: int, payload: bytes,
                   why: str, mss: int | None = None, noted: bool = False) -> None:
         """Send one segment; ``noted``: the router repeats ``why`` (the access link is not captured)."""
-        target = self.target
-        frame = frames.tcp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
+        target = conn.target
+        frame = frames.tcp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, conn.dport,
                                  seq, ack, flags, payload, self.next_ident(), mss=mss)
         if noted:
             self.runtime.note(frame, f"{self.name} {why}")
@@ -139,8 +140,8 @@ class Client(Host):
     def _send_request(self, conn: ClientConnection) -> None:
         conn.request_number += 1
         conn.received = 0
-        target = self.target
-        payload = http_request(conn.request_number, self.traffic.request_bytes, frames.ip_text(target.vip))
+        target = conn.target
+        payload = http_request(conn.request_number, conn.traffic.request_bytes, frames.ip_text(target.vip))
         why = f"request {conn.request_number} ({len(payload)} bytes)"
         if conn.proto == frames.PROTO_TCP:
             segments = []
@@ -157,24 +158,24 @@ class Client(Host):
             self._send_datagram(conn, why)
 
     def _send_datagram(self, conn: ClientConnection, why: str) -> None:
-        target = self.target
-        frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, target.port,
+        target = conn.target
+        frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, conn.dport,
                                  conn.datagram, self.next_ident())
         if conn.tries > 1:
             self.runtime.note(frame, f"{self.name} {why}")
         self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
         if conn.timer is not None:
             conn.timer.cancel()
-        conn.timer = self.sim.after(round(self.traffic.udp_timeout * NS_PER_S), self._udp_timeout, conn)
+        conn.timer = self.sim.after(round(conn.traffic.udp_timeout * NS_PER_S), self._udp_timeout, conn)
 
     def _udp_timeout(self, conn: ClientConnection) -> None:
         conn.timer = None
         if not conn.awaiting:
             return
-        if conn.tries < self.traffic.udp_tries:
+        if conn.tries < conn.traffic.udp_tries:
             conn.tries += 1
             self._send_datagram(conn, f"try {conn.tries} of request {conn.request_number}, no answer for "
-                                      f"{self.traffic.udp_timeout:g} s")
+                                      f"{conn.traffic.udp_timeout:g} s")
             return
         conn.awaiting = False
         conn.unanswered_requests += 1
@@ -225,7 +226,7 @@ class Client(Host):
         conn.fail_reason = reason
         conn.closed_ns = self.sim.now
         self.connections.pop(conn.sport, None)
-        self.runtime.counters.flow_closed(outcome, reason)
+        self.runtime.counters.flow_closed(conn.target.name, outcome, reason, id(conn))
 
     # -- receiving -------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Client(Host):
             self.drop("client_late_answer")
             return
         conn.received += view.payload_len
-        if conn.received >= self.traffic.response_bytes:
+        if conn.received >= conn.traffic.response_bytes:
             conn.awaiting = False
             self._response_complete(conn)
 
@@ -277,7 +278,7 @@ class Client(Host):
             conn.rcv_nxt = (conn.rcv_nxt + view.payload_len) & 0xFFFFFFFF
             conn.received += view.payload_len
             self._arm(conn, [])
-            if conn.received >= self.traffic.response_bytes:
+            if conn.received >= conn.traffic.response_bytes:
                 self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
                                f"ack response {conn.request_number} ({conn.received} bytes)")
                 conn.unacked = 0
@@ -287,7 +288,7 @@ class Client(Host):
                 if conn.unacked >= 2 * frames.TCP_MSS:  # ACK every second full segment (RFC 1122)
                     conn.unacked = 0
                     self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
-                                   f"ack {conn.received}/{self.traffic.response_bytes} bytes")
+                                   f"ack {conn.received}/{conn.traffic.response_bytes} bytes")
         if flags & FIN:
             conn.rcv_nxt = (conn.rcv_nxt + 1) & 0xFFFFFFFF
             if conn.state is TcpState.FIN_WAIT:
@@ -299,13 +300,13 @@ class Client(Host):
         if conn.requests_left > 0:
             if conn.timer is not None:
                 conn.timer.cancel()
-            interval = round(self.traffic.request_interval * NS_PER_S)
+            interval = round(conn.traffic.request_interval * NS_PER_S)
             conn.timer = self.sim.after(interval, self._send_request, conn)
         elif conn.proto == frames.PROTO_UDP:
-            total = self.traffic.requests_per_connection
+            total = conn.traffic.requests_per_connection
             if conn.unanswered_requests:
                 self._finish(conn, "failed", "done", f"{conn.unanswered_requests} of {total} requests unanswered "
-                                                     f"after {self.traffic.udp_tries} tries")
+                                                     f"after {conn.traffic.udp_tries} tries")
             else:
                 self._finish(conn, "completed", "done")
         else:

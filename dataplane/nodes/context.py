@@ -15,7 +15,7 @@ never imports those layers.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 from ..clock import NS_PER_S, Simulator
@@ -71,8 +71,37 @@ class Phase:
     flows: Counter[str]
 
 
+@dataclass(slots=True)
+class Survival:
+    """The connections of a VS open when its SEs changed, and how each of them ended."""
+
+    at_ns: int
+    after: str
+    open: int
+    ended: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict:
+        return {"at": round(self.at_ns / NS_PER_S, 9), "after": self.after, "open": self.open,
+                **{outcome: self.ended.get(outcome, 0) for outcome in ("completed", "reset", "failed")},
+                "still_open": self.open - sum(self.ended.values())}
+
+
+@dataclass(slots=True)
+class VsCounters:
+    """What the run counts for one virtual service."""
+
+    flows_total: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, Counter[str]] = field(default_factory=dict)
+    drops: Counter[str] = field(default_factory=Counter)
+    phases: list[Phase] = field(default_factory=lambda: [Phase(0, "initial placement", Counter())])
+    survival: list[Survival] = field(default_factory=list)
+    #: Open connections (by id) still being followed, to the indices of the survival rows they count in.
+    following: dict[int, list[int]] = field(default_factory=dict)
+
+
 class Counters:
-    """What the run counts: drops by reason, resets by SE, flows by outcome, by SE and by phase."""
+    """What the run counts: drops by reason, resets by SE, flows by outcome, by SE and by phase; per VS too."""
 
     def __init__(self) -> None:
         self.drops: Counter[str] = Counter()
@@ -84,35 +113,58 @@ class Counters:
         self.flow_reasons: dict[str, Counter[str]] = {}
         #: The controller starts a new phase at every change of membership (``new_phase``).
         self.phases: list[Phase] = [Phase(0, "initial placement", Counter())]
+        self.services: dict[str, VsCounters] = {}
 
-    def drop(self, reason: str, count: int = 1) -> None:
+    def vs(self, name: str) -> VsCounters:
+        found = self.services.get(name)
+        if found is None:
+            found = self.services[name] = VsCounters()
+        return found
+
+    def drop(self, reason: str, count: int = 1, vs: str | None = None) -> None:
         self.drops[reason] += count
+        if vs is not None:
+            self.vs(vs).drops[reason] += count
 
     def reset(self, se: str, why: str, count: int = 1) -> None:
         if count:
             self.resets.setdefault(se, Counter())[why] += count
 
-    def new_phase(self, now_ns: int, after: str) -> None:
-        if self.phases[-1].start_ns == now_ns and not self.phases[-1].flows:
-            self.phases.pop()  # two changes at one instant: one phase
-        self.phases.append(Phase(now_ns, after, Counter()))
+    def new_phase(self, now_ns: int, after: str, vs: str, open_connections: list[int]) -> None:
+        """A VS's SEs changed: a new phase for it (and for the run), and its open connections are followed."""
+        for phases in (self.phases, self.vs(vs).phases):
+            if phases[-1].start_ns == now_ns and not phases[-1].flows:
+                phases.pop()  # two changes at one instant: one phase
+            phases.append(Phase(now_ns, after, Counter()))
+        counters = self.vs(vs)
+        row = len(counters.survival)
+        counters.survival.append(Survival(now_ns, after, len(open_connections)))
+        for conn in open_connections:
+            counters.following.setdefault(conn, []).append(row)
 
-    def flow_opened(self) -> None:
+    def flow_opened(self, vs: str) -> None:
         self.flows_total += 1
+        self.vs(vs).flows_total += 1
 
-    def flow_closed(self, outcome: str, reason: str = "") -> None:
-        self.flow_outcomes[outcome] += 1
-        if reason:
-            self.flow_reasons.setdefault(outcome, Counter())[reason] += 1
+    def flow_closed(self, vs: str, outcome: str, reason: str = "", conn: int | None = None) -> None:
+        counters = self.vs(vs)
+        for outcomes, reasons in ((self.flow_outcomes, self.flow_reasons), (counters.outcomes, counters.reasons)):
+            outcomes[outcome] += 1
+            if reason:
+                reasons.setdefault(outcome, Counter())[reason] += 1
+        for row in counters.following.pop(conn, ()):
+            counters.survival[row].ended[outcome] += 1
 
-    def flow_owned(self, se: str) -> None:
+    def flow_owned(self, se: str, vs: str) -> None:
         self.phases[-1].flows[se] += 1
+        self.vs(vs).phases[-1].flows[se] += 1
 
-    def phase_summary(self, end_ns: int) -> list[dict]:
+    def phase_summary(self, end_ns: int, vs: str | None = None) -> list[dict]:
         """The phases as summary.json gives them: from, until (seconds), what began them, new flows per SE."""
-        ends = [phase.start_ns for phase in self.phases[1:]] + [end_ns]
+        phases = self.phases if vs is None else self.vs(vs).phases
+        ends = [phase.start_ns for phase in phases[1:]] + [end_ns]
         return [{"from": round(p.start_ns / NS_PER_S, 9), "until": round(until / NS_PER_S, 9), "after": p.after,
-                 "flows": dict(sorted(p.flows.items()))} for p, until in zip(self.phases, ends)]
+                 "flows": dict(sorted(p.flows.items()))} for p, until in zip(phases, ends)]
 
 
 class Registry:
@@ -195,19 +247,27 @@ class ServedService(Protocol):
     """A virtual service as the nodes see it (``dataplane.control.virtual_service`` implements it)."""
 
     name: str
+    index: int  # its place in the scenario (0: the first)
+    spec: Any  # the scenario's VirtualService: its pool and traffic
     vip: bytes
     port: int
+    listens: bytearray  # 1 at each port the VS listens on
     proto: int
+    tag: str  # "vs-b, " in comments when the scenario has several VSs, else ""
     hash_key: bytes
     vni: int
     flow_table: Any
     flows_by_se: Counter[str]
+    recovering_until: int
 
     @property
     def primary(self) -> str | None: ...
 
     @property
     def serving(self) -> list[str]: ...
+
+    @property
+    def peers(self) -> list[str]: ...
 
     def carries(self, name: str) -> bool: ...
 

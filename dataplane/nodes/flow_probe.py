@@ -55,12 +55,13 @@ def decode(payload: bytes) -> tuple[int, int, bytes] | None:
 
 
 # Where the flow key (native/flowhash.h) holds the fields a probe answer needs.
-_KEY_PROTO, _KEY_SPORT, _KEY_SRC4 = 1, slice(2, 4), slice(8, 12)
+_KEY_PROTO, _KEY_SPORT, _KEY_DPORT, _KEY_SRC4, _KEY_DST4 = 1, slice(2, 4), slice(4, 6), slice(8, 12), slice(24, 28)
 
 
-def client_of(flow_key: bytes) -> tuple[bytes, int, int]:
-    """The client's IPv4 address, port and protocol in a client-to-VIP flow key."""
-    return flow_key[_KEY_SRC4], int.from_bytes(flow_key[_KEY_SPORT], "big"), flow_key[_KEY_PROTO]
+def flow_of(flow_key: bytes) -> tuple[bytes, int, bytes, int, int]:
+    """(client address, client port, VIP, VIP port, protocol) of a client-to-VIP IPv4 flow key."""
+    return (flow_key[_KEY_SRC4], int.from_bytes(flow_key[_KEY_SPORT], "big"), flow_key[_KEY_DST4],
+            int.from_bytes(flow_key[_KEY_DPORT], "big"), flow_key[_KEY_PROTO])
 
 
 class ProbingSe(Protocol):
@@ -68,17 +69,17 @@ class ProbingSe(Protocol):
 
     name: str
     runtime: Runtime
-    vs: ServedService
 
     def send_probe_message(self, peer: str, kind: int, probe_id: int, key: bytes, comment: str) -> None: ...
 
-    def adopt_flow(self, key: bytes, owner: str, held: list) -> None: ...
+    def adopt_flow(self, vs: ServedService, key: bytes, owner: str, held: list) -> None: ...
 
-    def unclaimed(self, key: bytes, held: list, why: str) -> None: ...
+    def unclaimed(self, vs: ServedService, key: bytes, held: list, why: str) -> None: ...
 
 
 @dataclass(eq=False)
 class PendingProbe:
+    vs: ServedService
     probe_id: int
     key: bytes
     held: list[tuple[bytes, frames.FlowView]]
@@ -100,17 +101,17 @@ class FlowProber:
         self.pending: dict[bytes, PendingProbe] = {}
         self._next_id = 0
 
-    def hold(self, key: bytes, frame: bytes, view: frames.FlowView) -> None:
+    def hold(self, vs: ServedService, key: bytes, frame: bytes, view: frames.FlowView) -> None:
         probe = self.pending.get(key)
         if probe is not None:
             probe.held.append((frame, view))
             return
-        peers = [name for name in self.se.vs.serving if name != self.se.name]
+        peers = [name for name in vs.serving if name != self.se.name]
         if not peers:
-            self.se.unclaimed(key, [(frame, view)], "no other SE to ask")
+            self.se.unclaimed(vs, key, [(frame, view)], "no other SE to ask")
             return
         self._next_id += 1
-        probe = PendingProbe(self._next_id, key, [(frame, view)], set(peers))
+        probe = PendingProbe(vs, self._next_id, key, [(frame, view)], set(peers))
         self.pending[key] = probe
         self._ask(probe)
 
@@ -138,16 +139,17 @@ class FlowProber:
         probe.answers.add(sender)
         if kind == CLAIM:
             self._finish(probe)
-            self.se.runtime.log("flow_probe.claimed", se=self.se.name, owner=sender, flow=probe.held[0][1].describe())
-            self.se.adopt_flow(key, sender, probe.held)
+            self.se.runtime.log("flow_probe.claimed", se=self.se.name, vs=probe.vs.name, owner=sender,
+                                flow=probe.held[0][1].describe())
+            self.se.adopt_flow(probe.vs, key, sender, probe.held)
         elif probe.answers >= probe.asked:
             self._unclaimed(probe, "every SE answered not mine")
 
     def _unclaimed(self, probe: PendingProbe, why: str) -> None:
         self._finish(probe)
         view = probe.held[-1][1]
-        self.se.runtime.log("flow_probe.unclaimed", se=self.se.name, flow=view.describe(), reason=why)
-        self.se.unclaimed(probe.key, probe.held, f"flow probe {probe.probe_id} unclaimed: {why}")
+        self.se.runtime.log("flow_probe.unclaimed", se=self.se.name, vs=probe.vs.name, flow=view.describe(), reason=why)
+        self.se.unclaimed(probe.vs, probe.key, probe.held, f"flow probe {probe.probe_id} unclaimed: {why}")
 
     def _finish(self, probe: PendingProbe) -> None:
         if probe.timer:

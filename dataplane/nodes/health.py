@@ -42,7 +42,6 @@ class MonitoringSe(Protocol):
     name: str
     runtime: Runtime
     backend: Nic
-    selector: ServerSelector
     alive: bool
 
     def next_ident(self) -> int: ...
@@ -60,21 +59,28 @@ class Probe:
 
 
 class HealthMonitor:
-    def __init__(self, se: MonitoringSe, spec: MonitorSpec, servers: Sequence[PoolServer], seed: int,
-                 ports: tuple[int, int]):
+    """One SE's monitor of one pool: it tells ``selector`` which servers are up.
+
+    ``ports`` is the SE's ring of probe ports, shared by the monitors of all its pools so that no two
+    probes of one SE use a port at once; ``stream`` names the random stream of probe phases and ISNs.
+    """
+
+    def __init__(self, se: MonitoringSe, selector: ServerSelector, spec: MonitorSpec, servers: Sequence[PoolServer],
+                 seed: int, ports: PortRing, stream: str = "monitor", vs: str | None = None):
         self.se = se
+        self.vs = vs
+        self.selector = selector
         self.sim = se.runtime.clock
         self.spec = spec
         self.servers = servers
-        self.rng = random.Random(f"{seed}:{se.name}:monitor")
+        self.rng = random.Random(f"{seed}:{se.name}:{stream}")
         self.successes: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.pending: dict[int, Probe] = {}
         #: Ports of probes already decided, to the server that may still be answering on them
         #: (the rest of an HTTP response after the status line): not client traffic.
         self.finished: dict[int, bytes] = {}
-        self.ports = PortRing(*ports)
-        self.first_port = ports[0]
+        self.ports = ports
         self._icmp_sequence = 0
         self.running = False
         self.generation = 0
@@ -132,10 +138,6 @@ class HealthMonitor:
                                  seq, ack, flags, payload, se.next_ident(), mss=frames.TCP_MSS if flags & SYN else None)
         self._send(server, frame, what)
 
-    def answers(self, view: frames.FlowView) -> bool:
-        """Cheap pre-check on the hot path: could this frame answer a probe (ICMP, or a probe port)?"""
-        return view.proto == frames.PROTO_ICMP or view.dport >= self.first_port
-
     def handle(self, frame: bytes, view: frames.FlowView) -> bool:
         """Consume a backend frame that answers one of our probes; return False for anything else."""
         echo = icmp.parse_icmp_echo(frame, view)
@@ -180,7 +182,7 @@ class HealthMonitor:
         if probe.timer:
             probe.timer.cancel()
         name = probe.server.name
-        selector = self.se.selector
+        selector = self.selector
         if ok:
             self.failures[name] = 0
             self.successes[name] = self.successes.get(name, 0) + 1
@@ -195,7 +197,8 @@ class HealthMonitor:
                 self._log("server.down", probe.server, detail)
 
     def _log(self, kind: str, server: PoolServer, detail: str) -> None:
-        self.se.runtime.log(kind, se=self.se.name, server=server.endpoint, reason=detail)
+        about = {"vs": self.vs} if self.vs else {}
+        self.se.runtime.log(kind, se=self.se.name, **about, server=server.endpoint, reason=detail)
 
 
 def _status_code(payload: bytes) -> int | None:

@@ -28,7 +28,7 @@ but are left out of the capture.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..clock import seconds
@@ -65,7 +65,7 @@ class HeartbeatSe(Protocol):
     alive: bool
     runtime: Runtime
     frontend: Nic
-    vs: ServedService
+    services: list[ServedService]
 
     def peer(self, name: str) -> Any: ...
 
@@ -79,6 +79,15 @@ class _Watch:
     reported: bool = False
 
 
+@dataclass(slots=True)
+class _Link:
+    """This SE's heartbeat state in one virtual service: whom it watches, its sequence as primary."""
+
+    watching: dict[str, _Watch] = field(default_factory=dict)
+    sequence: int = 0
+    heard_primary: bool = False
+
+
 class HeartbeatAgent:
     def __init__(self, se: HeartbeatSe, group: SeGroup):
         self.se = se
@@ -86,9 +95,8 @@ class HeartbeatAgent:
         self.interval_ns = seconds(group.dp_hb_frequency)
         self.limit = group.dp_hb_timeout_count
         self.captured = group.dp_hb_in_capture
-        self.sequence = 0
-        self.watching: dict[str, _Watch] = {}
-        self._heard_primary = False
+        #: By the VNI of the virtual service.
+        self.links: dict[int, _Link] = {}
         self.running = False
 
     def start(self) -> None:
@@ -100,38 +108,41 @@ class HeartbeatAgent:
         se = self.se
         if not se.alive:
             return
-        vs = se.vs
-        peers = vs.peers
-        if se.name not in peers or len(peers) < 2:
-            self.watching.clear()
-            return
-        if vs.primary == se.name:
-            self._tick_as_primary([name for name in peers if name != se.name])
-        else:
-            self._tick_as_peer(vs.primary)
+        for vs in se.services:
+            link = self.links.get(vs.vni)
+            if link is None:
+                link = self.links[vs.vni] = _Link()
+            peers = vs.peers
+            if se.name not in peers or len(peers) < 2:
+                link.watching.clear()
+            elif vs.primary == se.name:
+                self._tick_as_primary(vs, link, [name for name in peers if name != se.name])
+            else:
+                self._tick_as_peer(vs, link)
 
-    def _tick_as_primary(self, peers: list[str]) -> None:
-        for name in list(self.watching):
+    def _tick_as_primary(self, vs: ServedService, link: _Link, peers: list[str]) -> None:
+        for name in list(link.watching):
             if name not in peers:
-                del self.watching[name]
-        self.sequence += 1
+                del link.watching[name]
+        link.sequence += 1
         for name in peers:
-            watch = self.watching.setdefault(name, _Watch())
+            watch = link.watching.setdefault(name, _Watch())
             self._count(name, watch, heard=watch.answered)
-            if name not in self.se.vs.peers:  # just declared failed: no more heartbeats for it
+            if name not in vs.peers:  # just declared failed: no more heartbeats for it
                 continue
             watch.answered = False
-            self._send(name, HEARTBEAT, self.sequence, f"heartbeat {self.sequence} to {name}")
+            self._send(vs, name, HEARTBEAT, link.sequence, f"heartbeat {link.sequence} to {name}")
 
-    def _tick_as_peer(self, primary: str | None) -> None:
+    def _tick_as_peer(self, vs: ServedService, link: _Link) -> None:
+        primary = vs.primary
         if primary is None:
             return
-        if primary not in self.watching:  # a new primary: start counting from its first heartbeat
-            self.watching = {primary: _Watch()}
-            self._heard_primary = False
+        if primary not in link.watching:  # a new primary: start counting from its first heartbeat
+            link.watching = {primary: _Watch()}
+            link.heard_primary = False
             return
-        self._count(primary, self.watching[primary], heard=self._heard_primary)
-        self._heard_primary = False
+        self._count(primary, link.watching[primary], heard=link.heard_primary)
+        link.heard_primary = False
 
     def _count(self, name: str, watch: _Watch, heard: bool) -> None:
         if heard:
@@ -144,24 +155,28 @@ class HeartbeatAgent:
             if control is not None:
                 control.suspect(name, self.se.name, watch.misses)
 
-    def _send(self, name: str, kind: int, sequence: int, what: str) -> None:
+    def _send(self, vs: ServedService, name: str, kind: int, sequence: int, what: str) -> None:
         peer = self.se.peer(name)
-        frame = ethernet(peer.frontend.mac, self.se.frontend.mac, ETHERTYPE_HEARTBEAT,
-                         encode(kind, self.se.vs.vni, sequence))
-        self.se.frontend.send(frame, f"{self.se.name} {what}", captured=self.captured)
+        frame = ethernet(peer.frontend.mac, self.se.frontend.mac, ETHERTYPE_HEARTBEAT, encode(kind, vs.vni, sequence))
+        of = f" ({vs.name})" if vs.tag else ""
+        self.se.frontend.send(frame, f"{self.se.name} {what}{of}", captured=self.captured)
 
     def receive(self, frame: bytes, sender: str) -> None:
         """A heartbeat frame from SE ``sender`` reached this SE."""
         message = decode(frame[14:])
-        if message is None:
-            self.se.runtime.counters.drop("heartbeat_malformed")
+        vs = None if message is None else next((v for v in self.se.services if v.vni == message[1]), None)
+        if vs is None:
+            self.se.runtime.counters.drop("heartbeat_malformed" if message is None else "heartbeat_unknown_vni")
             return
         kind, _, sequence = message
+        link = self.links.get(vs.vni)
+        if link is None:
+            link = self.links[vs.vni] = _Link()
         if kind == HEARTBEAT:
-            if sender == self.se.vs.primary:
-                self._heard_primary = True
-            self._send(sender, ANSWER, sequence, f"heartbeat answer {sequence} to {sender}")
+            if sender == vs.primary:
+                link.heard_primary = True
+            self._send(vs, sender, ANSWER, sequence, f"heartbeat answer {sequence} to {sender}")
         else:
-            watch = self.watching.get(sender)
-            if watch is not None and sequence == self.sequence:
+            watch = link.watching.get(sender)
+            if watch is not None and sequence == link.sequence:
                 watch.answered = True

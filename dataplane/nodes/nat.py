@@ -47,10 +47,14 @@ class PortRing:
 class NatEntry:
     client_ip: bytes
     client_port: int
+    vip: bytes
+    vport: int
     proto: int
     server: Any  # the pool server (``context.PoolServer``)
     nat_port: int
     opened_ns: int
+    #: The SE's state for the virtual service this connection is to (``binding.Binding``).
+    binding: Any = None
     fin_from_client: bool = False
     fin_from_server: bool = False
     #: Next sequence number each side will send, so a drain can reset both ends in-window.
@@ -71,13 +75,13 @@ class NatEntry:
 
 
 class NatTable:
-    """One SE's NAT entries, by client (address, port, protocol) and by (protocol, NAT port)."""
+    """One SE's NAT entries, by client flow (address, port, VIP, VIP port, protocol) and by (protocol, NAT port)."""
 
     def __init__(self, clock: Simulator, on_closed: Callable[[NatEntry], None], ports: tuple[int, int],
                  half_open_ns: int):
         self.clock = clock
         self.on_closed = on_closed
-        self.by_client: dict[tuple[bytes, int, int], NatEntry] = {}
+        self.by_client: dict[tuple[bytes, int, bytes, int, int], NatEntry] = {}
         self.by_port: dict[tuple[int, int], NatEntry] = {}
         self.ports = PortRing(*ports)
         self.half_open_ns = half_open_ns
@@ -86,8 +90,8 @@ class NatTable:
     def __len__(self) -> int:
         return len(self.by_client)
 
-    def get(self, client_ip: bytes, client_port: int, proto: int) -> NatEntry | None:
-        return self.by_client.get((client_ip, client_port, proto))
+    def get(self, client_ip: bytes, client_port: int, vip: bytes, vport: int, proto: int) -> NatEntry | None:
+        return self.by_client.get((client_ip, client_port, vip, vport, proto))
 
     def for_port(self, proto: int, nat_port: int) -> NatEntry | None:
         return self.by_port.get((proto, nat_port))
@@ -99,7 +103,7 @@ class NatTable:
         return self.ports.take(lambda candidate: (proto, candidate) in self.by_port)
 
     def add(self, nat: NatEntry) -> None:
-        self.by_client[(nat.client_ip, nat.client_port, nat.proto)] = nat
+        self.by_client[(nat.client_ip, nat.client_port, nat.vip, nat.vport, nat.proto)] = nat
         self.by_port[(nat.proto, nat.nat_port)] = nat
         self._in_use[nat.proto] = self._in_use.get(nat.proto, 0) + 1
 
@@ -152,7 +156,7 @@ class NatTable:
         self._in_use.clear()
 
     def _forget(self, nat: NatEntry) -> None:
-        key = (nat.client_ip, nat.client_port, nat.proto)
+        key = (nat.client_ip, nat.client_port, nat.vip, nat.vport, nat.proto)
         if self.by_client.get(key) is nat:
             del self.by_client[key]
             del self.by_port[(nat.proto, nat.nat_port)]

@@ -1,22 +1,21 @@
 """
-Service Engines: steering (primary), source NAT (every owner), return paths.
+Service Engines: steering (primary), source NAT (every owner), return paths, the CPU queue.
 
 An SE has a ``frontend`` NIC on the VIP network and a ``backend`` NIC on the
-server network.  The frame path, in the order a client packet meets it:
+server network, and may carry several virtual services, each by its own
+rules (a ``Binding`` per VS: the pool's selector and monitor).  The frame
+path, in the order a client packet meets it:
 
-1. *Steering* (the primary only): flow table hit, else Maglev choice over
-   the VS members, recorded in the flow table.  A flow owned by another SE
-   leaves with only its Ethernet addresses changed (docs/design.md, B4), or
-   inside the SE-to-SE tunnel on Neutron, where port security forbids a
-   port to send other hosts' source addresses.
+1. *Steering* (the VS's primary only): flow table hit, else Maglev choice
+   over the VS members, recorded in the VS's flow table.  A flow owned by
+   another SE goes to it (``se_peering``: Ethernet addresses changed,
+   docs/design.md B4, or the SE-to-SE tunnel on Neutron).
 2. *Service* (the owner): a NAT entry per client connection (``nat``); a new
-   one picks a pool server this SE sees up and a port from this SE's range.
+   one picks a pool server this SE sees up and a port from this SE's range,
+   which all its virtual services share.
 3. *Return*: reverse NAT, then straight to the client's next hop, or back
-   through the primary inside the tunnel (``PathPolicy.return_via_primary``).
-
-The tunnel is VXLAN over UDP ``se_tunnel_udp_port`` carrying the inner
-Ethernet frame unchanged, so Wireshark decodes it with
-``-d udp.port==1550,vxlan``.
+   through the VS's primary inside the tunnel
+   (``PathPolicy.return_via_primary``).
 """
 
 from __future__ import annotations
@@ -24,54 +23,48 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .. import flowhash
 from ..clock import NS_PER_S
 from ..l2 import Segment
-from ..scenario import Pool, SeGroup
+from ..scenario import SeGroup
 from ..wire import arp, frames
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
-from ..wire.headers import ETH_SRC, IP_ADDRESSES, IP_PROTO
-from . import flow_probe
+from .binding import Binding
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
-from .health import HealthMonitor
 from .heartbeat import ETHERTYPE_HEARTBEAT, HeartbeatAgent
 from .host import Node
 from .management import ManagementPort
-from .nat import NatEntry, NatTable
-from .server_selection import ServerSelector
+from .nat import NatEntry, NatTable, PortRing
+from .se_peering import PeerLinks
 
 FLOW_TOUCH_INTERVAL = NS_PER_S
-TUNNEL_SOURCE_PORTS = 49152
 #: Frames an SE queues when it is busier than its capacity (like a NIC's receive ring); past it, it drops.
 QUEUE_FRAMES = 1024
 _HEARTBEAT = ETHERTYPE_HEARTBEAT.to_bytes(2, "big")
 
 
-class ServiceEngine(Node):
+class ServiceEngine(PeerLinks, Node):
     kind = "se"
 
     def __init__(self, runtime: Runtime, name: str, host: str, frontend: Segment, frontend_ip: bytes,
-                 backend: Segment, backend_ip: bytes, vs: ServedService, servers: Sequence[PoolServer],
-                 group: SeGroup, pool: Pool, seed: int):
+                 backend: Segment, backend_ip: bytes, services: Sequence[tuple[ServedService, Sequence[PoolServer]]],
+                 group: SeGroup, seed: int):
         super().__init__(runtime, name)
         self.host = host
         self.frontend = self.add_nic("frontend", frontend, frontend_ip)
         self.backend = self.add_nic("backend", backend, backend_ip)
-        self.vs = vs
         self.paths = runtime.paths
         self.registry = runtime.registry
-        self.servers = list(servers)
-        self.pool = pool
-        self.seed = seed
         self.delay_ns = round(group.processing_delay * 1e9)
         self.tunnel_port = group.se_tunnel_udp_port
-        self.selector = ServerSelector(self.servers, pool.lb_algorithm, vs.hash_key)
-        self.nat = NatTable(self.sim, lambda nat: self.selector.closed(nat.server),
+        self.nat = NatTable(self.sim, lambda nat: nat.binding.selector.closed(nat.server),
                             (group.ephemeral_portrange_start, group.ephemeral_portrange_end),
                             round(group.tcp_half_open_timeout * NS_PER_S))
-        self.probe_ports = (group.ephemeral_portrange_end + 1, 65535)  # the health monitor's, never a NAT port
-        self.monitor = HealthMonitor(self, pool.health_monitor, self.servers, seed, self.probe_ports)
+        #: The health monitors' ports, above the NAT range (never a client connection's), shared by all pools.
+        self.probe_ports = PortRing(group.ephemeral_portrange_end + 1, 65535)
+        #: What this SE keeps for each virtual service it may serve, by VIP.
+        self.bindings = {vs.vip: Binding(self, vs, servers, seed, self.probe_ports) for vs, servers in services}
+        self.services = [binding.vs for binding in self.bindings.values()]
         self.prober = FlowProber(self, group)
         self.heartbeat = HeartbeatAgent(self, group)
         self.failed_because = ""
@@ -85,26 +78,37 @@ class ServiceEngine(Node):
 
     # -- roles -----------------------------------------------------------------
 
-    @property
-    def is_primary(self) -> bool:
-        return self.vs.primary == self.name
+    def binding(self, vs: ServedService) -> Binding:
+        return self.bindings[vs.vip]
+
+    def primary_for(self) -> list[ServedService]:
+        """The virtual services this SE is the primary of."""
+        return [vs for vs in self.services if vs.primary == self.name]
 
     def answers_arp_for(self, nic, ip: bytes) -> bool:
         if ip == nic.ip:
             return True
-        return nic is self.frontend and ip == self.vs.vip and self.is_primary
+        binding = self.bindings.get(ip) if nic is self.frontend else None
+        return binding is not None and binding.vs.primary == self.name
 
     def arp_reply_reason(self, ip: bytes) -> str:
-        return " (primary for the VIP)" if ip == self.vs.vip else ""
+        binding = self.bindings.get(ip)
+        return "" if binding is None else f" (primary for the VIP{' of ' + binding.vs.name if binding.vs.tag else ''})"
 
-    def announce_vip(self, why: str) -> None:
-        self.frontend.allowed_ips.add(self.vs.vip)
-        self.frontend.send(arp.gratuitous_arp(self.frontend.mac, self.vs.vip),
-                           f"{self.name} gratuitous arp {frames.ip_text(self.vs.vip)} is-at "
-                           f"{frames.mac_text(self.frontend.mac)} ({why})")
+    def announce_vip(self, vs: ServedService, why: str) -> None:
+        self.frontend.allowed_ips.add(vs.vip)
+        self.frontend.send(arp.gratuitous_arp(self.frontend.mac, vs.vip),
+                           f"{self.name} gratuitous arp {frames.ip_text(vs.vip)} is-at "
+                           f"{frames.mac_text(self.frontend.mac)} ({vs.tag}{why})")
 
-    def give_up_vip(self) -> None:
-        self.frontend.allowed_ips.discard(self.vs.vip)
+    def give_up_vip(self, vs: ServedService) -> None:
+        self.frontend.allowed_ips.discard(vs.vip)
+
+    def start_monitoring(self, vs: ServedService) -> None:
+        self.bindings[vs.vip].monitor.start()
+
+    def stop_monitoring(self, vs: ServedService) -> None:
+        self.bindings[vs.vip].monitor.stop()
 
     def later(self, send, *args) -> None:
         """Send after the SE's processing delay (and any queueing), so capture timestamps show the hop's cost."""
@@ -146,7 +150,8 @@ class ServiceEngine(Node):
         self._wait = 0  # what the SE sends later, on a timer, does not wait behind this frame
 
     def _route(self, nic, frame: bytes, view: frames.FlowView) -> None:
-        if nic is self.backend and self.monitor.answers(view) and self.monitor.handle(frame, view):
+        if nic is self.backend and (view.proto == frames.PROTO_ICMP or view.dport >= self.probe_ports.low) \
+                and self._probe_answer(frame, view):
             return
         if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("se_unsupported")
@@ -156,34 +161,42 @@ class ServiceEngine(Node):
             return
         dst = view.dst
         if dst == self.frontend.ip and view.proto == frames.PROTO_UDP:
-            if view.dport == self.tunnel_port:
-                self._from_tunnel(frame, view)
-            elif view.dport == self.prober.port:
-                self._probe_message(frame, view)
-            else:
-                self.drop("se_port_closed")
-        elif dst == self.vs.vip:
-            if view.proto != self.vs.proto or view.dport != self.vs.port:
-                self.drop("vs_port_closed")
-            elif self.is_primary:
-                self._steer(frame, view)
-            else:
-                self._serve(frame, view, "forwarded by primary")
-        else:
+            self.peer_message(frame, view)
+            return
+        binding = self.bindings.get(dst)
+        if binding is None:
             self.drop("se_not_for_me")
+            return
+        vs = binding.vs
+        binding.packets += 1
+        if view.proto != vs.proto or not vs.listens[view.dport]:
+            self.drop_for(vs, "vs_port_closed")
+        elif vs.primary == self.name:
+            self._steer(binding, frame, view)
+        else:
+            self.serve(binding, frame, view, "forwarded by primary")
 
-    def _steer(self, frame: bytes, view: frames.FlowView) -> None:
-        vs = self.vs
+    def _probe_answer(self, frame: bytes, view: frames.FlowView) -> bool:
+        """True if one of this SE's health monitors takes the frame as the answer to its probe."""
+        return any(binding.monitor.handle(frame, view) for binding in self.bindings.values())
+
+    def drop_for(self, vs: ServedService, reason: str) -> None:
+        """Count a drop that hurt ``vs`` (summary.json gives drops per virtual service too)."""
+        self.runtime.counters.drop(reason, 1, vs.name)
+
+    def _steer(self, binding: Binding, frame: bytes, view: frames.FlowView) -> None:
+        vs = binding.vs
         key = vs.flow_key(view)
         entry = vs.flow_table.get(key)
         now = self.sim.now
         owner = self.registry.se_names[entry[0]] if entry is not None else None
         why = vs.flow_table_note(owner) if owner is not None else None  # None: no entry, or its SE is gone
-        if why is None and owner is None and (not view.flags & SYN if view.proto == frames.PROTO_TCP else now < vs.recovering_until):
-            if self.nat.get(view.src, view.sport, view.proto) is not None:
-                self.adopt_flow(key, self.name, [(frame, view)])  # a flow it served as a secondary
+        if why is None and owner is None and (not view.flags & SYN if view.proto == frames.PROTO_TCP
+                                              else now < vs.recovering_until):
+            if self.nat.get(view.src, view.sport, view.dst, view.dport, view.proto) is not None:
+                self.adopt_flow(vs, key, self.name, [(frame, view)])  # a flow it served as a secondary
             else:
-                self.prober.hold(key, frame, view)
+                self.prober.hold(vs, key, frame, view)
             return
         elif why is None:
             gone = f"owner {owner} gone, " if owner else ""
@@ -191,131 +204,52 @@ class ServiceEngine(Node):
             why = f"{gone}new flow, bucket {bucket}"
             entry = None
             if not vs.flow_table.put(key, self.registry.se_index[owner], now):
-                self.drop("flow_table_full")  # the flows it holds go on; a new one is refused
+                self.drop_for(vs, "flow_table_full")  # the flows it holds go on; a new one is refused
                 if view.proto == frames.PROTO_TCP and not view.flags & RST:
-                    self.reset_client(frame, view, "flow table full")
+                    self.reset_client(vs, frame, view, "flow table full")
                 return
         if view.flags & RST:
             vs.flow_table.pop(key)
         elif entry is not None and now - entry[1] > FLOW_TOUCH_INTERVAL:
             vs.flow_table.put(key, entry[0], now)  # idle expiry needs seconds, not every packet
         if owner == self.name:
-            self._serve(frame, view, f"{why}, own")
+            self.serve(binding, frame, view, f"{why}, own")
             return
-        self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({why})")
+        self.forward_to(vs, owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({vs.tag}{why})")
 
-    def _forward_to(self, owner: str, frame: bytes, comment: str) -> None:
-        target = self.peer(owner)
-        inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
-        if self.paths.forward_in_tunnel:
-            self.later(self._tunnel, target, inner, comment + " in tunnel")
-        else:
-            self.later(self.frontend.send, inner, comment)
-
-    def unclaimed(self, key: bytes, held: list, why: str) -> None:
+    def unclaimed(self, vs: ServedService, key: bytes, held: list, why: str) -> None:
         """No SE claims a held flow: reset it (TCP), or load-balance it as a new flow (UDP)."""
         frame, view = held[-1]
         if view.proto == frames.PROTO_TCP:
-            self.reset_client(frame, view, why)
+            self.reset_client(vs, frame, view, why)
             return
-        owner, bucket = self.vs.choose(key)
-        if not self.vs.flow_table.put(key, self.registry.se_index[owner], self.sim.now):
-            self.drop("flow_table_full")
+        owner, bucket = vs.choose(key)
+        if not vs.flow_table.put(key, self.registry.se_index[owner], self.sim.now):
+            self.drop_for(vs, "flow_table_full")
             return
-        for frame, view in held:
-            if owner == self.name:
-                self._serve(frame, view, f"{why}, new flow, bucket {bucket}, own")
-            else:
-                self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({why}, new flow, "
-                                               f"bucket {bucket})")
+        self._send_held(vs, owner, held, f"{why}, new flow, bucket {bucket}")
 
-    def adopt_flow(self, key: bytes, owner: str, held: list) -> None:
+    def adopt_flow(self, vs: ServedService, key: bytes, owner: str, held: list) -> None:
         """Record a flow a probe found and send on the packets held for it."""
-        self.vs.flow_table.put(key, self.registry.se_index[owner], self.sim.now)
+        vs.flow_table.put(key, self.registry.se_index[owner], self.sim.now)
+        self._send_held(vs, owner, held, "claimed by own flow probe" if owner == self.name else "flow probe claim")
+
+    def _send_held(self, vs: ServedService, owner: str, held: list, why: str) -> None:
         for frame, view in held:
             if owner == self.name:
-                self._serve(frame, view, "claimed by own flow probe")
+                self.serve(self.bindings[vs.vip], frame, view, why if why.startswith("claimed") else f"{why}, own")
             else:
-                self._forward_to(owner, frame, f"{self.name} steer {view.describe()} -> {owner} (flow probe claim)")
-
-    # -- flow probe messages -----------------------------------------------------
-
-    def send_probe_message(self, peer: str, kind: int, probe_id: int, key: bytes, comment: str) -> None:
-        target = self.peer(peer)
-        frame = frames.udp_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
-                                 self.prober.port, self.prober.port, flow_probe.encode(kind, probe_id, key),
-                                 self.next_ident())
-        self.later(self.frontend.send, frame, f"{self.name} {comment}")
-
-    def _probe_message(self, frame: bytes, view: frames.FlowView) -> None:
-        sender = self._peer_sender(frame, view)
-        if sender is None:
-            self.drop("flow_probe_foreign_source")
-            return
-        message = flow_probe.decode(view.payload(frame))
-        if message is None:
-            self.drop("flow_probe_malformed")
-            return
-        kind, probe_id, key = message
-        if kind != flow_probe.REQUEST:
-            self.prober.answer(sender, kind, probe_id, key)
-            return
-        src, sport, proto = flow_probe.client_of(key)
-        mine = self.nat.get(src, sport, proto) is not None
-        answer = flow_probe.CLAIM if mine else flow_probe.NOT_MINE
-        self.send_probe_message(sender, answer, probe_id, key,
-                                f"flow probe {probe_id} answer: {flow_probe.KIND_NAMES[answer]}"
-                                f" ({frames.ip_text(src)}:{sport})")
-
-    def _tunnel(self, target: "ServiceEngine", inner: bytes, comment: str) -> None:
-        l4 = frames.l4_offset(inner)
-        # RFC 7348 section 5: a hash of the inner flow in the dynamic range, so ECMP spreads the tunnel's flows.
-        flow = inner[IP_ADDRESSES] + inner[IP_PROTO:IP_PROTO + 1] + inner[l4:l4 + 4]
-        sport = TUNNEL_SOURCE_PORTS + flowhash.siphash24(self.vs.hash_key, flow) % (65536 - TUNNEL_SOURCE_PORTS)
-        outer = frames.vxlan_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
-                                   sport, self.tunnel_port, self.vs.vni, inner, self.next_ident())
-        self.frontend.send(outer, comment)
-
-    def _peer_sender(self, frame: bytes, view: frames.FlowView) -> str | None:
-        """The SE of the group that sent ``frame`` (its address and its MAC), or None: forged SE traffic is not obeyed."""
-        sender = self.registry.se_by_frontend_ip.get(view.src)
-        if sender is None:
-            return None
-        return sender if self.peer(sender).frontend.mac == frame[ETH_SRC] else None
-
-    def _from_tunnel(self, frame: bytes, outer: frames.FlowView) -> None:
-        if self._peer_sender(frame, outer) is None:
-            self.drop("tunnel_foreign_source")
-            return
-        inner = frames.vxlan_inner(frame, outer)
-        try:
-            if inner is None or frames.ethertype(inner) != frames.ETHERTYPE_IPV4:
-                raise frames.Malformed("tunnel", "no IPv4 frame in the tunnel")
-            view = frames.FlowView(inner)
-        except frames.Malformed as defect:
-            self.drop(f"tunnel_malformed_{defect.reason}")
-            return
-        if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
-            self.drop("tunnel_unsupported")
-            return
-        if view.dst == self.vs.vip:
-            self._serve(inner, view, "tunnelled by primary")
-        elif view.src == self.vs.vip and self.is_primary:
-            relay = frames.rewrite_ethernet(inner, ZERO_MAC, self.frontend.mac)
-            self.later(self.send_ip, self.frontend, self.paths.client_next_hop, relay,
-                       f"{self.name} relay {view.describe()} from tunnel to client")
-        else:
-            self.drop("tunnel_not_for_me")
+                self.forward_to(vs, owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({vs.tag}{why})")
 
     # -- service (source NAT) --------------------------------------------------
 
-    def _serve(self, frame: bytes, view: frames.FlowView, why: str) -> None:
-        nat = self.nat.by_client.get((view.src, view.sport, view.proto))
+    def serve(self, binding: Binding, frame: bytes, view: frames.FlowView, why: str) -> None:
+        nat = self.nat.by_client.get((view.src, view.sport, view.dst, view.dport, view.proto))
         if nat is None:
-            nat = self._open(frame, view, why)
+            nat = self._open(binding, frame, view, why)
             if nat is None:
                 return
-            why = f"{why}, new connection to {nat.server.name} by {self.selector.algorithm}"
+            why = f"{why}, new connection to {nat.server.name} by {binding.selector.algorithm}"
         nat.last_ns = self.sim.now
         if view.flags & (FIN | RST) or nat.fin_from_server:  # the common data packet skips the close rules
             self.nat.track(nat, view.flags, from_client=True)
@@ -323,37 +257,40 @@ class ServiceEngine(Node):
             nat.client_next = frames.next_sequence(view.seq, view.flags, view.payload_len)
         out = nat.to_server.apply(frame, self.arp_cache.get(nat.server.ip, ZERO_MAC), self.backend.mac)
         self.later(self.send_ip, self.backend, nat.server.ip, out,
-                   f"{self.name} snat {nat.client_side} => {nat.server_side} ({why})")
+                   f"{self.name} snat {nat.client_side} => {nat.server_side} ({binding.vs.tag}{why})")
 
-    def _open(self, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
+    def _open(self, binding: Binding, frame: bytes, view: frames.FlowView, why: str) -> NatEntry | None:
+        vs = binding.vs
         if view.proto == frames.PROTO_TCP and (view.flags & (SYN | ACK | RST)) != SYN:
             if not view.flags & RST:
-                self.reset_client(frame, view, "no connection state")
+                self.reset_client(vs, frame, view, "no connection state")
             return None
-        server = self.selector.pick(view.src)
+        server = binding.selector.pick(view.src)
         if server is None:
-            self.drop("no_server_up")
+            self.drop_for(vs, "no_server_up")
             if view.proto == frames.PROTO_TCP:
-                self.reset_client(frame, view, "no pool server up")
+                self.reset_client(vs, frame, view, "no pool server up")
             return None
         nat_port = self.nat.free_port(view.proto)
         if nat_port is None:  # the SE keeps serving the connections it has; a new one is refused
-            self.drop("nat_ports_exhausted")
+            self.drop_for(vs, "nat_ports_exhausted")
             if view.proto == frames.PROTO_TCP:
-                self.reset_client(frame, view, "no NAT port left")
+                self.reset_client(vs, frame, view, "no NAT port left")
             return None
-        nat = NatEntry(view.src, view.sport, view.proto, server, nat_port, self.sim.now)
-        vs, mine = self.vs, self.backend.ip
-        nat.to_server = frames.NatRewrite(view.src, view.sport, vs.vip, vs.port, mine, nat.nat_port, server.ip, server.port)
-        nat.to_client = frames.NatRewrite(server.ip, server.port, mine, nat.nat_port, vs.vip, vs.port, view.src, view.sport)
+        nat = NatEntry(view.src, view.sport, vs.vip, view.dport, view.proto, server, nat_port, self.sim.now, binding)
+        mine = self.backend.ip
+        nat.to_server = frames.NatRewrite(view.src, view.sport, vs.vip, view.dport, mine, nat_port, server.ip,
+                                          server.port)
+        nat.to_client = frames.NatRewrite(server.ip, server.port, mine, nat_port, vs.vip, view.dport, view.src,
+                                          view.sport)
         nat.client_side = view.describe()
-        nat.server_side = f"{frames.ip_text(mine)}:{nat.nat_port}>{server.endpoint}"
-        nat.server_reply = f"{server.endpoint}>{frames.ip_text(mine)}:{nat.nat_port}"
-        nat.client_reply = f"{frames.ip_text(vs.vip)}:{vs.port}>{frames.ip_text(view.src)}:{view.sport}"
+        nat.server_side = f"{frames.ip_text(mine)}:{nat_port}>{server.endpoint}"
+        nat.server_reply = f"{server.endpoint}>{frames.ip_text(mine)}:{nat_port}"
+        nat.client_reply = f"{frames.ip_text(vs.vip)}:{view.dport}>{frames.ip_text(view.src)}:{view.sport}"
         self.nat.add(nat)
-        self.selector.opened(server)
-        self.vs.flows_by_se[self.name] += 1
-        self.runtime.counters.flow_owned(self.name)
+        binding.selector.opened(server)
+        vs.flows_by_se[self.name] += 1
+        self.runtime.counters.flow_owned(self.name, vs.name)
         return nat
 
     def connection_for_port(self, proto: int, nat_port: int) -> NatEntry | None:
@@ -371,6 +308,7 @@ class ServiceEngine(Node):
         if nat is None or view.src != nat.server.ip:
             self.drop("se_no_nat_entry")
             return
+        nat.binding.packets += 1
         nat.last_ns = self.sim.now
         nat.answered = True
         if view.flags & (FIN | RST) or nat.fin_from_client:
@@ -379,52 +317,46 @@ class ServiceEngine(Node):
             nat.server_next = frames.next_sequence(view.seq, view.flags, view.payload_len)
         back = nat.to_client.apply(frame, self.arp_cache.get(self.paths.client_next_hop, ZERO_MAC),
                                    self.frontend.mac)
-        self.to_client(back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
+        self.to_client(nat.binding.vs, back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
 
-    def to_client(self, frame: bytes, comment: str) -> None:
-        """Send a frame from the VIP toward the client by this cloud's return path (docs/design.md, B7)."""
-        primary = self.vs.primary
+    def to_client(self, vs: ServedService, frame: bytes, comment: str) -> None:
+        """Send a frame from ``vs``'s VIP toward the client by this cloud's return path (docs/design.md, B7)."""
+        primary = vs.primary
         if primary is None or primary == self.name or not self.paths.return_via_primary:
             self.later(self.send_ip, self.frontend, self.paths.client_next_hop, frame, comment + " direct to client")
             return
         target = self.peer(primary)
         inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
-        self.later(self._tunnel, target, inner, f"{comment} via primary {primary} in tunnel")
+        self.later(self.tunnel, vs, target, inner, f"{comment} via primary {primary} in tunnel")
 
     # -- resets ----------------------------------------------------------------
 
-    def reset_client(self, frame: bytes, view: frames.FlowView, why: str) -> None:
+    def reset_client(self, vs: ServedService, frame: bytes, view: frames.FlowView, why: str) -> None:
         reply = frames.tcp_reset_for(frame, self.frontend.mac)
         self.runtime.counters.reset(self.name, re.sub(r" \d+", "", why.split(":")[0]))  # "flow probe 7 ..." -> one key
-        self.to_client(reply, f"{self.name} reset {view.describe()} ({why})")
+        self.to_client(vs, reply, f"{self.name} reset {view.describe()} ({vs.tag}{why})")
 
-    def reset_all(self, why: str) -> int:
-        """Reset every connection this SE still carries, at both ends; return how many."""
-        entries = self.nat.open_entries()
-        vs = self.vs
+    def reset_all(self, vs: ServedService, why: str) -> int:
+        """Reset every connection of ``vs`` this SE still carries, at both ends; return how many."""
+        entries = [nat for nat in self.nat.open_entries() if nat.binding.vs is vs]
         for nat in entries:
             if nat.proto == frames.PROTO_TCP:
-                to_client = frames.tcp_frame(ZERO_MAC, self.frontend.mac, vs.vip, nat.client_ip, vs.port,
-                                             nat.client_port, nat.server_next, nat.client_next, RST | ACK, b"",
-                                             self.next_ident())
-                described = f"{frames.ip_text(nat.client_ip)}:{nat.client_port}>{frames.ip_text(vs.vip)}:{vs.port}"
-                self.to_client(to_client, f"{self.name} reset {described} ({why})")
-                server = nat.server
-                to_server = frames.tcp_frame(ZERO_MAC, self.backend.mac, self.backend.ip, server.ip, nat.nat_port,
-                                             server.port, nat.client_next, nat.server_next, RST | ACK, b"",
-                                             self.next_ident())
-                self.later(self.send_ip, self.backend, server.ip, to_server,
-                           f"{self.name} reset {frames.ip_text(self.backend.ip)}:{nat.nat_port}>{server.endpoint} ({why})")
+                self._reset_both_ends(vs, nat, why)
             self.nat.close(nat)
         self.runtime.counters.reset(self.name, f"drain expired ({why.split(':')[0]})", len(entries))
         return len(entries)
 
-    def handle_other(self, nic, frame: bytes) -> None:
-        sender = self.registry.se_by_frontend_mac.get(frame[ETH_SRC])
-        if frame[12:14] != _HEARTBEAT or nic is not self.frontend or sender is None:
-            self.drop("unsupported_ethertype")
-            return
-        self.heartbeat.receive(frame, sender)
+    def _reset_both_ends(self, vs: ServedService, nat: NatEntry, why: str) -> None:
+        to_client = frames.tcp_frame(ZERO_MAC, self.frontend.mac, vs.vip, nat.client_ip, nat.vport, nat.client_port,
+                                     nat.server_next, nat.client_next, RST | ACK, b"", self.next_ident())
+        described = f"{frames.ip_text(nat.client_ip)}:{nat.client_port}>{frames.ip_text(vs.vip)}:{nat.vport}"
+        self.to_client(vs, to_client, f"{self.name} reset {described} ({vs.tag}{why})")
+        server = nat.server
+        to_server = frames.tcp_frame(ZERO_MAC, self.backend.mac, self.backend.ip, server.ip, nat.nat_port,
+                                     server.port, nat.client_next, nat.server_next, RST | ACK, b"", self.next_ident())
+        self.later(self.send_ip, self.backend, server.ip, to_server,
+                   f"{self.name} reset {frames.ip_text(self.backend.ip)}:{nat.nat_port}>{server.endpoint} "
+                   f"({vs.tag}{why})")
 
     # -- failure -----------------------------------------------------------------
 
@@ -434,7 +366,8 @@ class ServiceEngine(Node):
         for nic in self.nics.values():
             nic.up = False
         self.note_failure(f"{self.name} failed, not yet detected")
-        self.monitor.stop()
+        for binding in self.bindings.values():
+            binding.monitor.stop()
 
     def note_failure(self, why: str) -> None:
         """What the capture says of frames sent to this (failed) SE."""
@@ -442,16 +375,16 @@ class ServiceEngine(Node):
             nic.down_reason = why
 
     def recover(self) -> None:
-        """Come back as after a reboot: no ARP, NAT or probe state."""
+        """Come back as after a reboot: no ARP, NAT, probe or health state; no VIP until one is given."""
         self.alive = True
         for nic in self.nics.values():
             nic.up = True
         self.note_failure("")
         self.busy_until = self._wait = 0
-        self.heartbeat.watching.clear()
+        self.heartbeat.links.clear()
         self.forget_arp()
-        self.give_up_vip()
         self.nat.clear()
         self.prober.pending.clear()
-        self.selector = ServerSelector(self.servers, self.pool.lb_algorithm, self.vs.hash_key)
-        self.monitor = HealthMonitor(self, self.pool.health_monitor, self.servers, self.seed, self.probe_ports)
+        for binding in self.bindings.values():
+            self.give_up_vip(binding.vs)
+            binding.fresh()

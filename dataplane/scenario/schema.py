@@ -4,8 +4,9 @@ This module owns the scenario file contract (docs/design.md, "Scenario files") a
 (docs/design.md, "Behaviours"): it reads TOML, checks every key, and returns a `Scenario` whose
 values are already typed (netaddr addresses, float seconds, tuples). Nothing
 downstream re-validates input, so every user mistake must surface here as one
-`ScenarioError` naming the file and the dotted key path. It imports no other
-dataplane module but `dataplane.scenario.validation`.
+`ScenarioError` naming the file and the dotted key path. It imports no
+dataplane module outside `dataplane.scenario`: `networks` and `services`
+hold the network and virtual-service sections, `fields` the shared ranges.
 
 Each section is a dataclass whose fields carry their converter and default
 (`validation` checks type and range, unknown and missing keys);
@@ -22,17 +23,17 @@ itself is `dataplane.scenario.reading`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import MISSING, dataclass
 
-from netaddr import IPAddress, IPNetwork
+from .fields import (_HOST_STR, _INTERVAL, _SE_NAME_STR, _SECONDS, _SHORT_DELAY, MAX_EVENTS, MAX_HOSTS,
+                     MAX_SERVICE_ENGINES, MAX_VIRTUAL_SERVICES)
+from .networks import Network, parse_networks, with_management
+from .services import (UDP_PAYLOAD_MAX, HealthMonitor, Pool, Server, Traffic, VirtualService, _server,
+                       parse_services, parse_traffic)
+from .validation import (_bool, _build, _default_text, _doc, _enum, _f, _Invalid, _list, _listing, _num,
+                         _raw_table, _reference, _spec, _str, _table, _tname)
 
-from .networks import Network, inside, parse_networks, with_management
-from .validation import (MICROSECOND, YEAR, _bool, _build, _default_text, _doc, _enum, _expect, _f,
-                         _Invalid, _ip, _list, _listing, _net, _num, _raw_table, _reference, _show, _spec, _str,
-                         _table, _tname)
-
-__all__ = ["ScenarioError", "Scenario", "Network", "SeGroup", "SeSpec", "VirtualService",
+__all__ = ["ScenarioError", "Scenario", "Network", "SeGroup", "SeSpec", "VirtualService", "UDP_PAYLOAD_MAX",
            "Pool", "Server", "HealthMonitor", "Traffic", "Event", "key_reference", "parse", "with_seed"]
 
 
@@ -44,23 +45,6 @@ class ScenarioError(ValueError):
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-# Every number is bounded where its field is declared (README, "Limits"); these are the shared ranges.
-# A year of virtual time bounds every time: the ns clock and pcapng's 64-bit timestamps stay far from overflow.
-_SECONDS = _num(float, 0.0, YEAR, "s")          # a delay or a moment: 0 means "at once"
-_INTERVAL = _num(float, MICROSECOND, YEAR, "s")  # something that repeats: shorter would spin the clock
-_SHORT_DELAY = _num(float, 0.0, 1.0, "s")       # per-hop latency and processing: no network takes longer
-_PORT = _num(int, 1, 65535)
-_COUNT = _num(int, 1, 1_000_000)
-_SE_NAME_STR = _str(re.compile(r"[a-z0-9][a-z0-9-]*"), "SE name ([a-z0-9][a-z0-9-]*)", max_bytes=63)
-_HOST_STR = _str(re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*"), "host name", max_bytes=253)
-_HTTP_CODE = _str(re.compile(r"[1-5](xx|[0-9]{2})"), "HTTP status pattern (like 2xx or 200)", max_bytes=3)
-# A health-monitor request is one TCP segment: MSS 1460 less the blank line that ends it.
-HTTP_REQUEST_BYTES = 1456
-MAX_SERVICE_ENGINES = 1000
-MAX_HOSTS = 1000
-MAX_SERVERS = 65_536
-MAX_CLIENT_NETWORKS = 256
-MAX_EVENTS = 100_000
 _dc = dataclass(frozen=True, slots=True)
 
 
@@ -77,6 +61,8 @@ class SeGroup:
     auto_rebalance_interval: float = _f(_INTERVAL, 300.0)
     max_cpu_usage: float = _f(_num(float, 40, 90, "%"), 80.0)
     min_cpu_usage: float = _f(_num(float, 20, 60, "%"), 30.0)
+    # The product's default: an SE with this many virtual services has no room for another.
+    max_vs_per_se: int = _f(_num(int, 1, 1000), 10)
     capacity_pps: float = _f(_num(float, 1, 1e9, "pps"), 50000.0)
     ha_mode: str = _f(_enum("elastic-n+m", "elastic-active-active", "legacy-active-standby"),
                       "elastic-n+m")
@@ -108,81 +94,8 @@ class SeSpec:
     host: str = _f(_HOST_STR)
 
 
-@_dc
-class VirtualService:
-    name: str = _f(_str())
-    vip: IPAddress = _f(_ip)
-    port: int = _f(_PORT)
-    protocol: str = _f(_enum("tcp", "udp"))
-    placement: tuple[str, ...] = _f(_list(_SE_NAME_STR, 64, nonempty=True, unique=True))
-
-
-@_dc
-class Server:
-    ip: IPAddress
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-
-def _server(v, p):
-    _expect(v, p, (str,), '"ip:port" string')
-    ip, sep, port = v.rpartition(":")
-    if not sep or not re.fullmatch(r"[0-9]{1,5}", port):  # ASCII digits: str.isdigit() takes '١٢' as 12
-        raise _Invalid(p, f'expected "ip:port", got {_show(v)}')
-    return Server(_ip(ip, p), _PORT(int(port), p))
-
-
-_server.doc = '`"ip:port"`, IPv4'
-
-
-def _health_monitor(v, p):
-    return _build(HealthMonitor, v, p)
-
-
-_health_monitor.doc = "table"
-
-
-@_dc
-class HealthMonitor:
-    type: str = _f(_enum("tcp", "http", "icmp", "none"), "tcp")
-    send_interval: float = _f(_INTERVAL, 10.0)
-    receive_timeout: float = _f(_INTERVAL, 4.0)
-    successful_checks: int = _f(_num(int, 1, 50), 2)
-    failed_checks: int = _f(_num(int, 1, 50), 2)
-    http_request: str = _f(_str(max_bytes=HTTP_REQUEST_BYTES, lines=True), "GET / HTTP/1.0")
-    http_response_codes: tuple[str, ...] = _f(_list(_HTTP_CODE, 100, nonempty=True, unique=True),
-                                              ("2xx", "3xx"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)  # keyword-only: servers has no default
-class Pool:
-    lb_algorithm: str = _f(_enum("round-robin", "least-connections", "consistent-hash"),
-                           "least-connections")
-    servers: tuple[Server, ...] = _f(_list(_server, MAX_SERVERS, nonempty=True, unique=True))
-    health_monitor: HealthMonitor = _f(_health_monitor, HealthMonitor())
-
-
-@_dc
-class Traffic:
-    clients: tuple[IPNetwork, ...] = _f(_list(_net(), MAX_CLIENT_NETWORKS, nonempty=True))
-    # 0: no generated traffic. Slower than one a million seconds is no rate at all (and overflows the clock).
-    new_connections_per_second: float = _f(_num(float, 1e-6, 1e6, "/s", or_zero=True), 10.0)
-    requests_per_connection: int = _f(_COUNT, 1)
-    request_interval: float = _f(_INTERVAL, 1.0)
-    request_bytes: int = _f(_num(int, 1, 1_000_000, "bytes"), 200)
-    response_bytes: int = _f(_num(int, 1, 10_000_000, "bytes"), 1500)
-    start: float = _f(_SECONDS, 0.0)
-    stop: float | None = _f(_INTERVAL, None)          # None: until duration
-    max_connections: int | None = _f(_num(int, 1, 1_000_000_000), None)
-    # A UDP client asks again when no answer comes, as a resolver does, then goes on with the flow.
-    udp_timeout: float = _f(_INTERVAL, 1.0)
-    udp_tries: int = _f(_num(int, 1, 10), 3)
-
-
 _ACTIONS = {  # action -> (required keys, optional keys), besides "at" and "action"
-    "scale_out": ((), ("se",)), "scale_in": (("se",), ()), "migrate": (("from",), ("to", "to_new_se")),
+    "scale_out": ((), ("se", "vs")), "scale_in": (("se",), ("vs",)), "migrate": (("from",), ("to", "to_new_se", "vs")),
     "create_se": (("name", "host"), ()), "fail_se": (("se",), ()), "recover_se": (("se",), ()),
     "fail_server": (("server",), ()), "recover_server": (("server",), ()),
     "fail_host": (("host",), ()),
@@ -200,6 +113,8 @@ class Event:
     host: str | None = _f(_HOST_STR, None)
     name: str | None = _f(_SE_NAME_STR, None)
     to_new_se: bool = _f(_bool, False)
+    # Required when the scenario has more than one; parse() fills in the only one otherwise.
+    vs: str | None = _f(_str(), None)
 
 
 @_dc
@@ -211,11 +126,20 @@ class Scenario:
     networks: dict[str, Network]
     se_group: SeGroup
     service_engines: tuple[SeSpec, ...]
-    virtual_service: VirtualService
-    pool: Pool
+    virtual_services: tuple[VirtualService, ...]
+    #: The shared clients and the traffic every virtual service gets unless it says otherwise.
     traffic: Traffic
     events: tuple[Event, ...]
     source: str
+
+    @property
+    def virtual_service(self) -> VirtualService:
+        """The first virtual service (the only one in the ``[virtual_service]`` form)."""
+        return self.virtual_services[0]
+
+    @property
+    def pool(self) -> Pool:
+        return self.virtual_services[0].pool
 
 
 # Sections are kept raw here and built in dependency order by parse().
@@ -227,9 +151,10 @@ _TOP = {
     "networks": (_raw_table, MISSING),
     "se_group": (_raw_table, {}),
     "service_engines": (_list(_raw_table, MAX_SERVICE_ENGINES, nonempty=True), MISSING),
-    "virtual_service": (_raw_table, MISSING),
-    "pool": (_raw_table, MISSING),
-    "traffic": (_raw_table, MISSING),
+    "virtual_service": (_raw_table, None),
+    "virtual_services": (_list(_raw_table, MAX_VIRTUAL_SERVICES, nonempty=True), None),
+    "pool": (_raw_table, None),
+    "traffic": (_raw_table, None),
     "events": (_list(_raw_table, MAX_EVENTS), ()),
 }
 
@@ -260,78 +185,7 @@ def _service_engines(raw_list) -> tuple[SeSpec, ...]:
     return tuple(ses.values())
 
 
-def _virtual_service(raw, nets, group: SeGroup, ses) -> VirtualService:
-    vs = _build(VirtualService, raw, "virtual_service")
-    fe = nets["frontend"]
-    inside(vs.vip, fe, "virtual_service.vip")
-    if vs.vip == fe.gateway:
-        raise _Invalid("virtual_service.vip", f"{vs.vip} is the gateway of networks.frontend")
-    names = [s.name for s in ses]
-    for i, se in enumerate(vs.placement):
-        if se not in names:
-            raise _Invalid(f"virtual_service.placement[{i}]",
-                           f"unknown SE '{se}' (service_engines: {_listing(names)})")
-    n, p = len(vs.placement), "virtual_service.placement"
-    if n > group.max_scaleout_per_vs:
-        raise _Invalid(p, f"{n} SEs placed but se_group.max_scaleout_per_vs is "
-                          f"{group.max_scaleout_per_vs}")
-    if n < group.min_scaleout_per_vs:
-        raise _Invalid(p, f"{n} SEs placed but se_group.min_scaleout_per_vs is "
-                          f"{group.min_scaleout_per_vs}")
-    if group.ha_mode == "legacy-active-standby":
-        if len(ses) != 2:
-            raise _Invalid("service_engines", f"ha_mode legacy-active-standby needs exactly 2 SEs, got {len(ses)}")
-        if n > 2:
-            raise _Invalid(p, f"ha_mode legacy-active-standby places the active SE and optionally the standby, "
-                              f"got {n}")
-    if group.ha_mode == "elastic-active-active" and n < 2:
-        raise _Invalid(p, "ha_mode elastic-active-active needs at least 2 SEs, got 1")
-    return vs
-
-
-def _pool(raw, nets) -> Pool:
-    pool = _build(Pool, raw, "pool")
-    hm = pool.health_monitor
-    if hm.receive_timeout >= hm.send_interval:
-        raise _Invalid("pool.health_monitor.receive_timeout",
-                       f"must be < send_interval ({hm.send_interval}), got {hm.receive_timeout}")
-    be = nets["backend"]
-    first_at: dict = {}
-    for i, s in enumerate(pool.servers):
-        inside(s.ip, be, f"pool.servers[{i}]")
-        if s.ip == be.gateway:
-            raise _Invalid(f"pool.servers[{i}]", f"{s.ip} is the gateway of networks.backend")
-        if s.ip in first_at:
-            # Each pool member is one host here; two ports on one address are not modelled yet.
-            raise _Invalid(f"pool.servers[{i}]", f"{s.ip} is already pool.servers[{first_at[s.ip]}]: "
-                                                 "one server per address")
-        first_at[s.ip] = i
-    return pool
-
-
-def _traffic(raw, nets, duration) -> Traffic:
-    t = _build(Traffic, raw, "traffic")
-    for i, c in enumerate(t.clients):
-        if c.size < 4:
-            raise _Invalid(f"traffic.clients[{i}]", f"{c} is too small: the router takes one host address "
-                                                    "and clients need at least one more (use /30 or larger)")
-        for j, other in enumerate(t.clients[:i]):
-            if c in other or other in c:
-                raise _Invalid(f"traffic.clients[{i}]", f"{c} overlaps traffic.clients[{j}] ({other})")
-        for net in nets.values():
-            if c in net.cidr or net.cidr in c:
-                # Clients are reached through the router; on-link clients would bypass it.
-                raise _Invalid(f"traffic.clients[{i}]",
-                               f"{c} overlaps networks.{net.name} ({net.cidr})")
-    if t.start >= duration:
-        raise _Invalid("traffic.start", f"must be < duration ({duration}), got {t.start}")
-    if t.stop is not None and not t.start < t.stop <= duration:
-        raise _Invalid("traffic.stop", f"must be after start ({t.start}) and <= duration "
-                                       f"({duration}), got {t.stop}")
-    return t
-
-
-def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ...]:
+def _events(raw_list, duration, ses, group: SeGroup, services) -> tuple[Event, ...]:
     parsed, spec = [], _spec(Event)
     for i, t in enumerate(raw_list):
         p = f"events[{i}]"
@@ -354,9 +208,11 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
     parsed.sort(key=lambda ie: ie[1].at)
     known = {s.name for s in ses}
     hosts = set(group.hosts) | {s.host for s in ses}
-    servers = set(servers)
-    for i, ev in parsed:
-        p = f"events[{i}]"
+    servers = {server for vs in services for server in vs.pool.servers}
+    for i, (index, ev) in enumerate(parsed):
+        p = f"events[{index}]"
+        ev = _with_vs(ev, p, services)
+        parsed[i] = (index, ev)
         for key, val in (("se", ev.se), ("from", ev.from_se), ("to", ev.to_se)):
             if val is not None and val not in known:
                 raise _Invalid(f"{p}.{key}", f"unknown SE '{val}' (not in service_engines "
@@ -379,15 +235,28 @@ def _events(raw_list, duration, ses, group: SeGroup, servers) -> tuple[Event, ..
     return tuple(ev for _, ev in parsed)
 
 
+def _with_vs(ev: Event, p: str, services) -> Event:
+    """An action on a virtual service names it (required with several); the only one is filled in."""
+    if "vs" not in _ACTIONS[ev.action][1]:
+        return ev
+    names = [vs.name for vs in services]
+    if ev.vs is None:
+        if len(names) > 1:
+            raise _Invalid(f"{p}.vs", f"required: the scenario has {len(names)} virtual services "
+                                      f"({_listing(names)})")
+        return dataclasses.replace(ev, vs=names[0])
+    if ev.vs not in names:
+        raise _Invalid(f"{p}.vs", f"unknown virtual service '{ev.vs}' (virtual services: {_listing(names)})")
+    return ev
+
+
 # ------------------------------------------------------------------- public
 
-UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
-
-
-def _check_room(nets, ses, pool) -> None:
-    """Each SE needs an address on every network besides the gateway, VIP, servers and controller."""
+def _check_room(nets, ses, services) -> None:
+    """Each SE needs an address on every network besides the gateway, VIPs, servers and controller."""
     fe, be = nets["frontend"], nets["backend"]
-    taken = {"frontend": 2, "backend": len(pool.servers) + (1 if be.gateway else 0), "management": 1}
+    servers = {server.ip for vs in services for server in vs.pool.servers}
+    taken = {"frontend": 1 + len(services), "backend": len(servers) + (1 if be.gateway else 0), "management": 1}
     for net in (fe, be, nets["management"]):
         room = max(0, net.cidr.size - 2 - taken[net.name])
         if room < len(ses):
@@ -406,31 +275,33 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         ses = _service_engines(top["service_engines"])
         if not group.hosts:  # default: where the listed SEs run, in order of first appearance
             group = dataclasses.replace(group, hosts=tuple(dict.fromkeys(s.host for s in ses)))
-        vs = _virtual_service(top["virtual_service"], nets, group, ses)
-        pool = _pool(top["pool"], nets)
-        traffic = _traffic(top["traffic"], nets, top["duration"])
+        if top["traffic"] is None:
+            raise _Invalid("traffic", "missing required key")
+        traffic = parse_traffic(top["traffic"], nets, top["duration"])
+        services = parse_services(top, nets, group, ses, traffic, top["duration"])
         nets = with_management(nets, traffic.clients)
-        events = _events(top["events"], top["duration"], ses, group, pool.servers)
-        _check_room(nets, ses, pool)
-        if vs.protocol == "udp" and traffic.request_bytes > UDP_PAYLOAD_MAX:
-            raise _Invalid("traffic.request_bytes", f"a UDP request must fit one datagram (at most "
-                                                    f"{UDP_PAYLOAD_MAX} bytes), got {traffic.request_bytes}")
+        events = _events(top["events"], top["duration"], ses, group, services)
+        _check_room(nets, ses, services)
     except _Invalid as e:
         raise ScenarioError(f"{source}: {e}") from None
     return Scenario(top["name"], top["cloud"], top["seed"], top["duration"], nets, group, ses,
-                    vs, pool, traffic, events, source)
+                    services, traffic, events, source)
 
 
 def key_reference() -> list[tuple[str, str, str]]:
     """(dotted key, default, what is accepted) for every scenario key: README's key table, from the code."""
     top = [(key, _default_text(default), _doc(conv)) for key, (conv, default) in _TOP.items()
-           if key not in ("networks", "se_group", "service_engines", "virtual_service", "pool", "traffic", "events")]
+           if key not in ("networks", "se_group", "service_engines", "virtual_service", "virtual_services", "pool",
+                          "traffic", "events")]
     management = [("networks.management.cidr", "chosen", "IPv4 CIDR, unicast, overlapping no other network"),
                   ("networks.management.latency", "20 µs", _doc(_SHORT_DELAY))]
     return (top + _reference(Network, "networks.frontend") + _reference(Network, "networks.backend") + management
             + _reference(SeGroup, "se_group") + [("service_engines", "required", _doc(_TOP["service_engines"][0]))]
             + _reference(SeSpec, "service_engines[]") + _reference(VirtualService, "virtual_service")
             + _reference(Pool, "pool") + _reference(HealthMonitor, "pool.health_monitor")
+            + [("virtual_services", "none", _doc(_TOP["virtual_services"][0])),
+               ("virtual_services[].pool", "required", "table: the keys of `pool`"),
+               ("virtual_services[].traffic", "none", "table: the keys of `traffic` but `clients`")]
             + _reference(Traffic, "traffic") + [("events", "none", _doc(_TOP["events"][0]))]
             + _reference(Event, "events[]"))
 

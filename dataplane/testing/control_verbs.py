@@ -31,18 +31,18 @@ class ControlVerbs:
 
     # -- control-plane actions ---------------------------------------------------
 
-    def scale_out(self, se: str | None = None) -> str | None:
-        """Scale the VS out, to ``se`` if given (else a free SE, else a new one); see ``[[events]]`` scale_out."""
-        return self._act("scale_out", se=self._se(se) if se is not None else None)
+    def scale_out(self, se: str | None = None, vs: str | None = None) -> str | None:
+        """Scale ``vs`` out (the only VS if None), to ``se`` if given (else a free SE, else a new one)."""
+        return self._act("scale_out", se=self._se(se) if se is not None else None, vs=self._vs(vs))
 
-    def scale_in(self, se: str) -> str | None:
-        return self._act("scale_in", se=self._se(se))
+    def scale_in(self, se: str, vs: str | None = None) -> str | None:
+        return self._act("scale_in", se=self._se(se), vs=self._vs(vs))
 
-    def migrate(self, src: str, dst: str | None = None) -> str | None:
-        """Migrate the VS from ``src`` to ``dst``, or to a new SE the controller creates (``dst`` None)."""
+    def migrate(self, src: str, dst: str | None = None, vs: str | None = None) -> str | None:
+        """Migrate ``vs`` from ``src`` to ``dst``, or to a new SE the controller creates (``dst`` None)."""
         if dst is None:
-            return self._act("migrate", from_se=self._se(src), to_new_se=True)
-        return self._act("migrate", from_se=self._se(src), to_se=self._se(dst))
+            return self._act("migrate", from_se=self._se(src), to_new_se=True, vs=self._vs(vs))
+        return self._act("migrate", from_se=self._se(src), to_se=self._se(dst), vs=self._vs(vs))
 
     def fail_se(self, se: str) -> str | None:
         return self._act("fail_se", se=self._se(se))
@@ -71,6 +71,9 @@ class ControlVerbs:
         controller.dispatch(Event(at=self.sim.now / NS_PER_S, action=action, **fields))
         refusals = controller.refusals[before:]
         return refusals[-1]["reason"] if refusals else None
+
+    def _vs(self, name: str | None) -> str:
+        return self.network.service(name).name  # ValueError names the virtual services
 
     def _known_ses(self) -> set[str]:
         controller = self.network.controller

@@ -168,11 +168,19 @@ class DataplaneNet(ControlVerbs):
 
     @property
     def primary(self) -> str | None:
+        """The primary of the first virtual service (``primary_of`` names another)."""
         return self.network.vs.primary
 
     @property
     def vip(self) -> str:
+        """The VIP of the first virtual service (``vip_of`` names another)."""
         return frames.ip_text(self.network.vs.vip)
+
+    def primary_of(self, vs: str) -> str | None:
+        return self.network.service(vs).primary
+
+    def vip_of(self, vs: str) -> str:
+        return frames.ip_text(self.network.service(vs).vip)
 
     # -- sending and running ---------------------------------------------------
 
@@ -322,18 +330,19 @@ class DataplaneNet(ControlVerbs):
     # -- flows -------------------------------------------------------------------
 
     def owner_of(self, flow) -> str | None:
-        """Return the SE that owns ``flow`` in the primary's flow table, or None.
+        """Return the SE that owns ``flow`` in its virtual service's flow table, or None.
 
         ``flow`` is ``(src, sport, dst, dport[, proto])`` with proto a number or
-        "tcp"/"udp" (default: the VS protocol), or a client-to-VIP frame.  It settles
-        first, so it answers right after ``send``.
+        "tcp"/"udp" (default: the VS protocol), or a client-to-VIP frame; the
+        destination says which virtual service.  It settles first, so it answers
+        right after ``send``.
         """
         from .. import flowhash
 
         self.settle()
-        vs = self.network.vs
         if isinstance(flow, tuple):
             src, sport, dst, dport, *rest = flow
+            vs = self._service_at(frames.ip_bytes(dst))
             proto = rest[0] if rest else vs.proto
             proto = {"tcp": frames.PROTO_TCP, "udp": frames.PROTO_UDP}.get(proto, proto)
             key = flowhash.flow_key(frames.ip_bytes(src), frames.ip_bytes(dst), int(proto), int(sport), int(dport))
@@ -341,9 +350,18 @@ class DataplaneNet(ControlVerbs):
             data = _as_bytes(flow)
             if not frames.is_ipv4_l4(data):
                 raise ValueError("owner_of needs an IPv4 TCP/UDP frame or a (src, sport, dst, dport) tuple")
-            key = vs.flow_key(frames.FlowView(data))
+            view = frames.FlowView(data)
+            vs = self._service_at(view.dst)
+            key = vs.flow_key(view)
         entry = vs.flow_table.get(key)
         return None if entry is None else self.network.se_names[entry[0]]
+
+    def _service_at(self, vip: bytes):
+        for vs in self.network.services:
+            if vs.vip == vip:
+                return vs
+        vips = ", ".join(f"{frames.ip_text(vs.vip)} ({vs.name})" for vs in self.network.services)
+        raise ValueError(f"{frames.ip_text(vip)} is no VIP of this network (VIPs: {vips})")
 
     # -- artefacts ---------------------------------------------------------------
 
