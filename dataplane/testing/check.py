@@ -30,7 +30,8 @@ import subprocess
 from dataclasses import dataclass
 
 from ..wire.capture_reader import LINKTYPE_ETHERNET, CaptureError, open_capture
-from ..wire.fields import MAX_EXTENSION_HEADERS, VXLAN_PORTS
+from ..wire.fields import VXLAN_PORTS
+from ..wire.ipv6 import MAX_EXTENSION_HEADERS
 
 _EXTENSION_HEADERS = (0, 43, 44, 60)  # Hop-by-Hop, Routing, Fragment, Destination Options
 EXPERT_ERROR = 0x00800000  # PI_ERROR in Wireshark's expert.h

@@ -27,8 +27,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .ipv6 import MAX_EXTENSION_HEADERS  # walked as FlowView6 walks them; the rest is named ipv6.payload
+
 VXLAN_PORTS = (4789, 1550)  # IANA VXLAN, and the SE-to-SE tunnel's default port
-MAX_EXTENSION_HEADERS = 8  # as ipv6.FlowView6 walks them; the rest is named ipv6.payload
 
 
 @dataclass(frozen=True, slots=True)
