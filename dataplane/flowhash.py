@@ -197,6 +197,15 @@ def flow_key_ipv4(src: bytes, dst: bytes, proto: int, sport: int, dport: int) ->
     return _FLOW_KEY.pack(4, proto, sport, dport, src, dst)
 
 
+def flow_key_ipv6(src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> bytes:
+    """
+    Return the flow key of an IPv6 5-tuple read from a packet header (16-byte addresses).
+
+    The forwarding path's variant of ``flow_key``, as ``flow_key_ipv4`` is for IPv4.
+    """
+    return _FLOW_KEY.pack(6, proto, sport, dport, src, dst)
+
+
 def flow_hash(key: bytes, src: Any, dst: Any, proto: int, sport: int, dport: int) -> int:
     """Return the keyed flow hash ``siphash24(key, flow_key(src, dst, proto, sport, dport))``."""
     return siphash24(key, flow_key(src, dst, proto, sport, dport))

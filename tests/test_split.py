@@ -206,3 +206,18 @@ def test_every_hop_of_every_golden_capture_passes_the_gate(golden, tmp_path):
     assert sum(part.frames for part in result.parts) == len(read_all(golden)) and not result.unsplit
     for part in result.parts:
         assert_passes_gate(result.path(part))
+
+
+def test_an_ipv6_segment_is_the_same_segment_on_every_hop_and_inside_the_tunnel():
+    from dataplane.wire import frames, ipv6
+    a, b, c = (frames.mac_bytes(f"02:00:0a:0a:00:0{n}") for n in (1, 2, 3))
+    client, vip = ipv6.ipv6_bytes("2001:db8:c::7"), ipv6.ipv6_bytes("2001:db8:10::100")
+    first = ipv6.tcp6_frame(b, a, client, vip, 40000, 80, 1, 1, frames.ACK, b"x" * 100)
+    routed = ipv6.decrement_hop_limit(first, c, b)
+    tunnelled = frames.vxlan_frame(c, b, frames.ip_bytes("10.10.0.11"), frames.ip_bytes("10.10.0.12"), 50000, 1550,
+                                   1, routed)
+    other = ipv6.tcp6_frame(b, a, client, vip, 40000, 80, 1, 1, frames.ACK, b"y" * 100)
+    assert tcp_segment_key(first) == tcp_segment_key(routed) == tcp_segment_key(tunnelled) is not None
+    assert tcp_segment_key(other) != tcp_segment_key(first)
+    assert tcp_segment_key(ipv6.udp6_frame(b, a, client, vip, 1, 9, b"x")) is None
+    assert tcp_segment_key(first[:40]) is None

@@ -2,13 +2,20 @@
 Validate a capture: ``dataplane check CAPTURE [--no-tshark]``.
 
 This module owns the capture gate (docs/design.md, "How we check it").  With tshark
-installed it is the oracle: checksum validation on for IPv4, TCP and UDP,
-and any malformed frame or expert error is a finding, in two passes
-(without and with ``-d udp.port==1550,vxlan``, so the SE-to-SE tunnel's
-inner frames are checked too).  Without tshark (or with ``--no-tshark``)
-our own validation runs: IPv4 header, TCP and UDP checksums, lengths that
-run past the frame, recursing into VXLAN.  Each finding names the frame
-number, interface, the frame's decision comment and the message.
+installed it is the oracle: checksum validation on for IPv4, TCP and UDP
+(tshark always checks ICMP's and ICMPv6's, but calls a bad one a warning,
+so the gate asks for those by name), and any malformed frame, expert error
+or bad checksum is a finding, in two passes (without and with ``-d udp.port==1550,vxlan``, so
+the SE-to-SE tunnel's inner frames are checked too).  Without tshark (or
+with ``--no-tshark``) our own validation runs: IPv4 header, TCP, UDP and
+ICMPv6 checksums over either family's pseudo-header, a zero UDP checksum
+over IPv6, lengths that run past the frame, IPv6 extension headers walked
+(at most ``MAX_EXTENSION_HEADERS``), recursing into VXLAN.  Transport
+checksums of IPv6 packets whose Routing header has segments left are not
+checked (the pseudo-header's destination is then in the routing header,
+whose layout depends on its type), nor those of fragments (they span
+fragments).  Each finding names the frame number, interface, the frame's
+decision comment and the message.
 
 A file that is not a capture at all is bad input (``CaptureError``); a
 capture whose last record is cut short is a finding.
@@ -23,10 +30,15 @@ import subprocess
 from dataclasses import dataclass
 
 from ..wire.capture_reader import LINKTYPE_ETHERNET, CaptureError, open_capture
-from ..wire.masks import VXLAN_PORTS
+from ..wire.fields import VXLAN_PORTS
+from ..wire.ipv6 import MAX_EXTENSION_HEADERS
 
+_EXTENSION_HEADERS = (0, 43, 44, 60)  # Hop-by-Hop, Routing, Fragment, Destination Options
 EXPERT_ERROR = 0x00800000  # PI_ERROR in Wireshark's expert.h
-GATE_FILTER = '_ws.malformed || _ws.expert.severity >= "Error"'
+EXPERT_WARNING = 0x00600000  # PI_WARN: what tshark 4.0 makes a bad ICMP or ICMPv6 checksum
+EXPERT_CHECKSUM = 0x01000000  # PI_CHECKSUM, the expert group of checksum problems
+GATE_FILTER = ('_ws.malformed || _ws.expert.severity >= "Error" || icmp.checksum.status == "Bad" || '
+               'icmpv6.checksum.status == "Bad"')
 TSHARK_PASSES = ((), ("-d", "udp.port==1550,vxlan"))
 #: The label of a finding that is one TCP segment seen on two hops (testing.multihop).
 SEEN_AGAIN = "seen again on a later hop; check per hop with dataplane split"
@@ -81,7 +93,8 @@ def _tshark_findings(tshark: str, path) -> list[Finding]:
         command = [tshark, "-n", "-r", os.fspath(path), *decode, *CHECKSUM_PREFS, "-Y", GATE_FILTER,
                    "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|",
                    "-e", "frame.number", "-e", "frame.interface_name", "-e", "frame.comment",
-                   "-e", "_ws.expert.message", "-e", "_ws.expert.severity"]
+                   "-e", "_ws.expert.message", "-e", "_ws.expert.severity", "-e", "_ws.expert.group",
+                   *(arg for name in _ICMP_ERROR_FIELDS for arg in ("-e", name))]
         # A comment is whatever bytes the capture holds: never let one that is not UTF-8 stop the check.
         result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
         if result.returncode != 0:
@@ -89,16 +102,50 @@ def _tshark_findings(tshark: str, path) -> list[Finding]:
             seen[(0, error)] = Finding(0, "", "", f"tshark cannot read it: {error.strip()}")
             break
         for line in result.stdout.splitlines():
-            number, iface, comment, messages, severities = (line.split("\t") + [""] * 5)[:5]
-            # Expert items come with their severity in the same order; the frame comment is one of
-            # them (severity Comment), so keep only errors, as the gate's filter does.
-            errors = [m for m, sev in zip(messages.split("|"), severities.split("|"))
-                      if sev.isdigit() and int(sev) >= EXPERT_ERROR] or ["Malformed frame"]
+            values = (line.split("\t") + [""] * 12)[:6 + len(_ICMP_ERROR_FIELDS)]
+            number, iface, comment, messages, severities, groups = values[:6]
+            # Expert items come with their severity and group in the same order; the frame comment is one
+            # of them (severity Comment), so keep only errors and bad checksums, as the gate's filter does.
+            items = [(m, group) for m, sev, group in zip(messages.split("|"), severities.split("|"),
+                                                         groups.split("|")) if _is_finding(sev, group)]
+            if items and _quotes_a_packet(values[6:]):
+                items = [(m, group) for m, group in items if group != str(EXPERT_CHECKSUM)]
+                if not items:
+                    continue
+            errors = [m for m, _ in items] or ["Malformed frame"]
             for message in errors:
                 suffix = " (with -d udp.port==1550,vxlan)" if decode else ""
                 seen.setdefault((int(number or 0), message), Finding(int(number or 0), iface, comment,
                                                                      message + suffix))
     return sorted(seen.values(), key=lambda f: f.number)
+
+
+#: An ICMP error quotes the packet that caused it, cut short to fit (RFC 4443 section 2.4 (c), RFC 1812
+#: 4.3.2.3).  tshark 4.0 verifies the transport checksum in the quote over the bytes that are there, so a
+#: cut quote shows a "bad" checksum the error's sender never computed; and an uncut one is a copy of a
+#: packet gated where it crossed.  So when the error's own checksums are good, checksum findings inside
+#: the quote are not findings.
+_ICMP_ERROR_FIELDS = ("frame.protocols", "icmpv6.type", "icmpv6.checksum.status", "icmp.type",
+                      "icmp.checksum.status", "ip.checksum.status")
+_ICMP_ERROR_TYPES = {"3", "4", "5", "11", "12"}
+_GOOD = "1"  # a checksum status tshark found good
+
+
+def _quotes_a_packet(values: list[str]) -> bool:
+    """Whether a frame is an ICMP or ICMPv6 error, carried right over Ethernet, whose own checksums are good."""
+    protocols, v6_type, v6_status, v4_type, v4_status, ip_status = (v.split("|")[0] for v in values)
+    if protocols.startswith("eth:ethertype:ipv6:icmpv6:"):
+        return v6_type.isdigit() and int(v6_type) < 128 and v6_status == _GOOD
+    if protocols.startswith("eth:ethertype:ip:icmp:"):
+        return v4_type in _ICMP_ERROR_TYPES and v4_status == ip_status == _GOOD
+    return False
+
+
+def _is_finding(severity: str, group: str) -> bool:
+    if not severity.isdigit():
+        return False
+    level = int(severity)
+    return level >= EXPERT_ERROR or (level >= EXPERT_WARNING and group.isdigit() and int(group) == EXPERT_CHECKSUM)
 
 
 # -- our own validation ------------------------------------------------------------
@@ -142,9 +189,14 @@ def check_frame(frame: bytes, depth: int = 0) -> list[str]:
     ethertype = struct.unpack_from("!H", frame, 12)[0]
     if ethertype == 0x0806:
         return [] if len(frame) >= 42 else [f"Malformed: ARP packet cut short{where}"]
-    if ethertype != 0x0800:
-        return []
-    ip = frame[14:]
+    if ethertype == 0x0800:
+        return _check_ipv4(frame[14:], where, depth)
+    if ethertype == 0x86DD:
+        return _check_ipv6(frame[14:], where, depth)
+    return []
+
+
+def _check_ipv4(ip: bytes, where: str, depth: int) -> list[str]:
     if len(ip) < 20 or ip[0] >> 4 != 4 or (ip[0] & 0x0F) < 5:
         return [f"Malformed: bad IPv4 header{where}"]
     ihl = (ip[0] & 0x0F) * 4
@@ -158,16 +210,62 @@ def check_frame(frame: bytes, depth: int = 0) -> list[str]:
     if struct.unpack_from("!H", ip, 6)[0] & 0x3FFF:
         return problems  # a fragment: the transport checksum spans fragments
     pseudo = ip[12:20] + struct.pack("!BBH", 0, proto, len(segment))
+    return problems + _check_transport(proto, segment, pseudo, "IPv4", where, depth)
+
+
+def _check_ipv6(ip: bytes, where: str, depth: int) -> list[str]:
+    if len(ip) < 40 or ip[0] >> 4 != 6:
+        return [f"Malformed: bad IPv6 header{where}"]
+    end = 40 + struct.unpack_from("!H", ip, 4)[0]
+    if end > len(ip):
+        return [f"Malformed: IPv6 payload length {end - 40} exceeds packet length ({len(ip) - 40} bytes "
+                f"after the header){where}"]
+    proto, at = ip[6], 40
+    if proto == 0 and end == 40:
+        return [f"Malformed: IPv6 jumbogram (payload length 0 with hop-by-hop options) not checked{where}"]
+    for _ in range(MAX_EXTENSION_HEADERS):
+        if proto not in _EXTENSION_HEADERS:
+            break
+        if proto == 0 and at != 40:
+            return [f"IPv6 Hop-by-Hop extension header must appear immediately after IPv6 header{where}"]
+        length = 8 if proto == 44 or at + 8 > end else (ip[at + 1] + 1) * 8
+        if at + length > end:
+            return [f"Malformed: IPv6 extension header {proto} runs past the payload length{where}"]
+        if proto == 44 and struct.unpack_from("!H", ip, at + 2)[0] & 0xFFF9:
+            return []  # a fragment: the transport checksum spans fragments
+        if proto == 43 and ip[at + 3]:
+            return []  # segments left: the pseudo-header's destination is in the routing header
+        proto, at = ip[at], at + length
+    if proto in _EXTENSION_HEADERS:
+        return [f"Malformed: more than {MAX_EXTENSION_HEADERS} IPv6 extension headers{where}"]
+    segment = ip[at:end]
+    pseudo = ip[8:40] + struct.pack("!I3xB", len(segment), proto)
+    return _check_transport(proto, segment, pseudo, "IPv6", where, depth)
+
+
+def _check_transport(proto: int, segment: bytes, pseudo: bytes, family: str, where: str, depth: int) -> list[str]:
+    """Problems of the TCP, UDP or ICMPv6 ``segment`` under ``pseudo`` (its IPv4 or IPv6 pseudo-header)."""
+    at = len(pseudo)
     if proto == 6:
         if len(segment) < 20 or (segment[12] >> 4) * 4 > len(segment) or segment[12] >> 4 < 5:
-            return problems + [f"Malformed: TCP header cut short{where}"]
+            return [f"Malformed: TCP header cut short{where}"]
         if _sum16(pseudo + segment) != 0xFFFF:
-            problems.append(f"Bad TCP checksum [should be 0x{_should_be(pseudo + segment, 28):04x}]{where}")
+            return [f"Bad TCP checksum [should be 0x{_should_be(pseudo + segment, at + 16):04x}]{where}"]
     elif proto == 17:
         if len(segment) < 8 or struct.unpack_from("!H", segment, 4)[0] != len(segment):
-            return problems + [f"Malformed: UDP length disagrees with the IPv4 length{where}"]
-        if struct.unpack_from("!H", segment, 6)[0] and _sum16(pseudo + segment) != 0xFFFF:
-            problems.append(f"Bad UDP checksum [should be 0x{_should_be(pseudo + segment, 18):04x}]{where}")
+            return [f"Malformed: UDP length disagrees with the {family} length{where}"]
+        problems = []
+        if not struct.unpack_from("!H", segment, 6)[0]:
+            if family == "IPv6":  # RFC 8200 section 8.1: mandatory over IPv6
+                problems.append(f"Illegal checksum value (0) of UDP over IPv6{where}")
+        elif _sum16(pseudo + segment) != 0xFFFF:
+            problems.append(f"Bad UDP checksum [should be 0x{_should_be(pseudo + segment, at + 6):04x}]{where}")
         if struct.unpack_from("!H", segment, 2)[0] in VXLAN_PORTS and len(segment) >= 16 and depth == 0:
             problems += check_frame(segment[16:], depth + 1)
-    return problems
+        return problems
+    elif proto == 58 and family == "IPv6":
+        if len(segment) < 4:
+            return [f"Malformed: ICMPv6 header cut short{where}"]
+        if _sum16(pseudo + segment) != 0xFFFF:
+            return [f"Bad ICMPv6 checksum [should be 0x{_should_be(pseudo + segment, at + 2):04x}]{where}"]
+    return []

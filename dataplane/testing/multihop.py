@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass, replace
 
 from ..wire.capture_reader import LINKTYPE_ETHERNET, CaptureError, CaptureInfo, open_capture
+from ..wire.frames import Malformed, vxlan_inner
+from ..wire.ipv6 import FlowView6
 from ..wire.masks import VXLAN_PORTS
 from .check import SEEN_AGAIN, Finding, check_capture
 from .split import Directory, split_capture, survey
@@ -34,9 +36,11 @@ _ETH, _VXLAN = 14, 8
 def tcp_segment_key(frame: bytes, depth: int = 0) -> bytes | None:
     """What makes two copies of one TCP segment the same: addresses, ports, numbers, flags, payload.
 
-    TTL, IP ID and checksums are left out: they may change from hop to hop.  Inside VXLAN the
-    inner segment counts.
+    TTL (hop limit), IP ID and checksums are left out: they may change from hop to hop.  Inside
+    VXLAN the inner segment counts.
     """
+    if frame[12:14] == b"\x86\xdd":
+        return _ipv6_segment_key(frame, depth)
     if len(frame) < _ETH + 20 or frame[12:14] != b"\x08\x00" or frame[_ETH] >> 4 != 4:
         return None
     ihl = (frame[_ETH] & 0x0F) * 4
@@ -48,6 +52,21 @@ def tcp_segment_key(frame: bytes, depth: int = 0) -> bytes | None:
     if proto == 17 and depth == 0 and end - l4 >= 8 + _VXLAN + _ETH:
         if struct.unpack_from("!H", frame, l4 + 2)[0] in VXLAN_PORTS:
             return tcp_segment_key(frame[l4 + 8 + _VXLAN:end], depth + 1)
+    return None
+
+
+def _ipv6_segment_key(frame: bytes, depth: int) -> bytes | None:
+    try:
+        view = FlowView6(frame)
+    except Malformed:
+        return None
+    if view.fragment:
+        return None
+    if view.proto == 6:
+        return view.src + view.dst + frame[view.l4:view.l4 + 14] + view.payload(frame)
+    if view.proto == 17 and depth == 0 and view.dport in VXLAN_PORTS:
+        inner = vxlan_inner(frame, view)
+        return tcp_segment_key(inner, depth + 1) if inner is not None else None
     return None
 
 

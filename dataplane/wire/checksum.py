@@ -12,7 +12,8 @@ import struct
 
 from .headers import PROTO_UDP
 
-_PSEUDO_TAIL = struct.Struct("!BBH")
+_PSEUDO_TAIL = struct.Struct("!BBH")  # IPv4 (RFC 793): zero, protocol, length
+_PSEUDO_TAIL6 = struct.Struct("!I3xB")  # IPv6 (RFC 8200 section 8.1): 32-bit length, 3 zero bytes, next header
 
 
 def ones_complement_sum(data: bytes) -> int:
@@ -41,8 +42,15 @@ def udp_checksum_field(value: int) -> int:
 
 
 def transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
-    """Return the TCP or UDP checksum of ``segment`` (its checksum field zero) over the pseudo-header."""
-    value = checksum(src + dst + _PSEUDO_TAIL.pack(0, proto, len(segment)) + segment)
+    """Return the TCP, UDP or ICMPv6 checksum of ``segment`` (its checksum field zero) over the pseudo-header.
+
+    The addresses say the family: 4 bytes each for IPv4, 16 for IPv6.  A UDP
+    checksum of zero is sent as all ones in both (RFC 768, RFC 8200 section 8.1).
+    """
+    if len(src) == 4:
+        value = checksum(src + dst + _PSEUDO_TAIL.pack(0, proto, len(segment)) + segment)
+    else:
+        value = checksum(src + dst + _PSEUDO_TAIL6.pack(len(segment), proto) + segment)
     return udp_checksum_field(value) if proto == PROTO_UDP else value
 
 

@@ -1,5 +1,5 @@
 """
-Read, build and rewrite Ethernet/IPv4/TCP/UDP frames as bytes.
+Read, build and rewrite Ethernet/IPv4/TCP/UDP frames as bytes (IPv6 ones: ``ipv6``).
 
 This module owns the byte layout of every frame on the forwarding path.
 Frames travel as ``bytes``; headers are read with ``struct.unpack_from`` at
@@ -12,7 +12,10 @@ would make the emulator about a hundred times slower (docs/design.md,
 from __future__ import annotations
 
 import struct
+from ipaddress import IPv6Address as _IPv6Address
+from socket import AF_INET6 as _AF_INET6
 from socket import inet_ntoa as _inet_ntoa
+from socket import inet_ntop as _inet_ntop
 
 from .checksum import (TTL_DECREMENT_DELTA, apply_delta, checksum, checksum_delta, transport_checksum,
                        udp_checksum_field)
@@ -55,11 +58,19 @@ def mac_text(raw: bytes) -> str:
 
 
 def ip_bytes(text: str) -> bytes:
-    return bytes(int(part) for part in str(text).split("."))
+    """The raw bytes of an address written as text: 4 for IPv4, 16 for IPv6."""
+    text = str(text)
+    if ":" in text:
+        return _IPv6Address(text).packed
+    return bytes(int(part) for part in text.split("."))
 
 
 def ip_text(raw: bytes) -> str:
-    return _inet_ntoa(raw)
+    """An address of either family as text (IPv6 as Wireshark prints it)."""
+    try:
+        return _inet_ntoa(raw)
+    except OSError:  # not 4 bytes: IPv6 (the IPv4 path pays nothing for the check)
+        return _inet_ntop(_AF_INET6, raw)
 
 
 # -- parsing -----------------------------------------------------------------
@@ -92,6 +103,7 @@ class FlowView:
 
     __slots__ = ("ihl", "l4", "end", "proto", "src", "dst", "ttl", "sport", "dport", "seq", "flags",
                  "payload_len", "fragment")
+    version = 4  # ipv6.FlowView6 says 6
 
     def __init__(self, frame: bytes):
         size = len(frame)

@@ -20,6 +20,7 @@ ETHERTYPE_ARP = 0x0806
 ETHERTYPE_IPV6 = 0x86DD
 ETHERTYPE_IPV4_BYTES = b"\x08\x00"
 ETHERTYPE_ARP_BYTES = b"\x08\x06"
+ETHERTYPE_IPV6_BYTES = b"\x86\xdd"
 BROADCAST = b"\xff" * 6
 ZERO_MAC = b"\x00" * 6
 
@@ -45,6 +46,27 @@ IPV4_DST = slice(16, 20)
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+# -- IPv6 (RFC 8200; offsets from the start of the frame) ----------------------------
+IPV6 = ETH_LEN
+IPV6_HEADER = 40
+IPV6_PAYLOAD_LENGTH = IPV6 + 4
+IPV6_NEXT_HEADER = IPV6 + 6
+IPV6_HOP_LIMIT = IPV6 + 7
+IPV6_SRC = slice(IPV6 + 8, IPV6 + 24)
+IPV6_DST = slice(IPV6 + 24, IPV6 + 40)
+IPV6_ADDRESSES = slice(IPV6 + 8, IPV6 + 40)
+IPV6_L4 = IPV6 + IPV6_HEADER  # the transport header of a frame without extension headers
+# Extension headers the parser walks (RFC 8200 section 4), and "nothing follows".
+EXT_HOP_BY_HOP = 0
+EXT_ROUTING = 43
+EXT_FRAGMENT = 44
+EXT_DESTINATION = 60
+NO_NEXT_HEADER = 59
+IPV6_FRAGMENT_HEADER = 8
+IPV6_FRAGMENT_OFFSET_MASK = 0xFFF8  # the fragment offset, in 8-byte units, in the top 13 bits
+IPV6_MORE_FRAGMENTS = 0x0001
 
 # -- TCP and UDP (offsets from the start of the transport header) -----------------
 L4_PORTS = slice(0, 4)
@@ -60,6 +82,7 @@ UDP_CHECKSUM = 6
 UDP_HEADER = 8
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP_MSS = 1460
+TCP_MSS6 = 1440  # a 1500-byte MTU less 40 bytes of IPv6 and 20 of TCP
 
 # -- ARP (offsets from the start of the frame) -------------------------------------
 ARP_SENDER_IP = slice(ETH_LEN + 14, ETH_LEN + 18)
