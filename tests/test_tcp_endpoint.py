@@ -183,7 +183,7 @@ def test_an_owner_that_does_not_consume_closes_the_window_and_opens_it_again():
     assert bytes(link.b.received) == data and link.violations == []
 
 
-def test_zero_window_probes_back_off_and_a_lost_window_update_is_recovered():
+def test_zero_window_probes_back_off_and_a_lost_window_update_is_recovered(tmp_path):
     lost_update = []
 
     def fate(segment, index):
@@ -211,6 +211,12 @@ def test_zero_window_probes_back_off_and_a_lost_window_update_is_recovered():
     link.run(200)
     assert bytes(link.b.received) == data and link.violations == []
     assert link.b.count("fin") == 1
+    # Wireshark agrees they are zero-window probes, and the refused probe byte leaves no hole behind it.
+    capture = tmp_path / "capture-zero-window.pcapng"
+    write_capture(link, capture)
+    assert_passes_gate(capture)
+    assert len(fields(capture, ["frame.number"], "tcp.analysis.zero_window_probe")) == len(probes)
+    assert fields(capture, ["frame.number"], "tcp.analysis.lost_segment || tcp.analysis.duplicate_ack") == []
 
 
 def test_zero_window_probes_unanswered_end_the_connection():
@@ -221,6 +227,22 @@ def test_zero_window_probes_unanswered_end_the_connection():
     link.fate = lambda segment, index: [] if segment.src == "b" else None  # b falls silent
     link.run(3600)
     assert link.a.closed_reason == "timeout: 4 zero-window probes unanswered"
+
+
+@pytest.mark.parametrize("later_close", [False, True])
+def test_a_fin_goes_into_a_zero_window_and_is_accepted_there(later_close):
+    link = connected(b={"receive_buffer": 3000})
+    link.b.auto_consume = False
+    link.a.write(payload(3000), close=not later_close)  # exactly the window
+    link.run(1)
+    if later_close:
+        assert link.ends[1].receive_window == 0
+        link.a.endpoint.close()  # a bare FIN into the zero window, as Linux sends and accepts it
+        link.run(1)
+    a, b = link.ends
+    assert len(link.b.received) == 3000 and link.b.count("fin") == 1
+    assert b.state is S.CLOSE_WAIT and a.state is S.FIN_WAIT_2 and b.receive_window == 0
+    assert link.violations == [] and link.probes["a"] == 0  # the FIN needed no window, and no probe
 
 
 def test_consume_refuses_more_than_was_delivered():
@@ -270,7 +292,7 @@ def test_a_lost_segment_is_recovered_by_retransmission(lost):
         assert len(link.from_("b", SYN | ACK)) >= 2
 
 
-def test_a_lost_segment_in_a_window_is_fast_retransmitted_before_the_rto():
+def test_a_lost_segment_in_a_window_is_fast_retransmitted_before_the_rto(tmp_path):
     lost = []
 
     def fate(segment, index):
@@ -285,9 +307,13 @@ def test_a_lost_segment_in_a_window_is_fast_retransmitted_before_the_rto():
     duplicates = [s for s in acks_from(link, "b") if s.ack == lost[0].seq]
     assert len(duplicates) >= 4  # the ACK up to the hole, then at least three duplicates of it
     assert link.a.closed_reason == "closed" and link.a.endpoint.retransmissions == 1
+    capture = tmp_path / "capture-fast-retransmit.pcapng"
+    write_capture(link, capture)
+    assert_passes_gate(capture)
+    assert fields(capture, ["tcp.seq_raw"], "tcp.analysis.fast_retransmission") == [[str(lost[0].seq)]]
 
 
-def test_rto_doubles_to_the_maximum_and_the_connection_times_out_like_linux():
+def test_rto_doubles_to_the_maximum_and_the_connection_times_out_like_linux(tmp_path):
     link = connected()
     link.fate = lambda segment, index: [] if segment.src == "a" else None  # a's path goes dark
     start = link.sim.now
@@ -302,6 +328,10 @@ def test_rto_doubles_to_the_maximum_and_the_connection_times_out_like_linux():
     assert closed_at - start == pytest.approx(924.6 * NS_PER_S, abs=1 * MS)  # Linux's documented 924.6 s
     assert not link.from_("a", RST)  # a timeout sends no RST
     assert link.a.endpoint.state is S.CLOSED
+    capture = tmp_path / "capture-rto.pcapng"
+    write_capture(link, capture)
+    assert_passes_gate(capture)
+    assert len(fields(capture, ["frame.number"], "tcp.analysis.retransmission")) == 15
 
 
 def test_syn_retries_then_a_timeout_after_127_seconds():

@@ -54,6 +54,10 @@ class EndpointState(Enum):
     TIME_WAIT = "time-wait"
     CLOSED = "closed"
 
+    # Members are singletons: hash them by identity, in C.  Enum's own hash is a Python call on the name,
+    # and the per-segment path asks "state in ..." several times a segment.
+    __hash__ = object.__hash__
+
 
 S = EndpointState
 _END = {"reset": S.CLOSED, "timeout": S.CLOSED, "abort": S.CLOSED}
@@ -74,6 +78,7 @@ TRANSITIONS: dict[EndpointState, dict[str, EndpointState]] = {
     S.CLOSED: {},
 }
 HANDSHAKE = frozenset({S.SYN_SENT, S.SYN_RECEIVED})
+SYNCHRONIZED = frozenset(set(S) - {S.INITIAL, S.SYN_SENT, S.CLOSED})  # both ISNs known: RFC 9293 3.10.7.4
 SENDING = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK})  # data or FIN may go (again)
 PEER_SENDING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 RESET_ON_ABORT = frozenset({S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT})
@@ -266,8 +271,10 @@ class TcpConnection:
             length = min(max(snd.wnd, 1), snd.end - snd.nxt, snd.mss)
             if length <= 0:
                 return  # nothing left to probe with
-            snd.nxt = self._send_segment(snd.nxt, length, 0)
-            self._rtt_seq = None  # the answer to a probe waits on the peer's reader, not on the network
+            end = self._send_segment(snd.nxt, length, 0)
+            if snd.wnd:
+                snd.nxt = end  # what a small window takes is sent; a zero window refuses the probe byte, so
+            self._rtt_seq = None  # sending goes on from it once the window opens (BSD pulls snd_nxt back too)
         self._probes += 1
         self._rto.backoff += 1
         self._arm_rtx(restart=True)

@@ -80,8 +80,8 @@ from typing import Callable
 from ..clock import Simulator
 from ..wire.headers import ACK, FIN, RST, SYN, TCP_MSS
 from .tcp_algorithms import SEQ_MASK, unwrap
-from .tcp_connection import (PEER_SENDING, RESET_ON_ABORT, TRANSITIONS, EndpointState, S, TcpConnection,
-                             TcpTuning, Transmit)
+from .tcp_connection import (PEER_SENDING, RESET_ON_ABORT, SYNCHRONIZED, TRANSITIONS, EndpointState, S,
+                             TcpConnection, TcpTuning, Transmit)
 from .tcp_state import IllegalTransition
 from .tcp_streams import ReceiveStream, SendStream
 
@@ -195,15 +195,14 @@ class TcpEndpoint(TcpConnection):
                 mss_option: int | None = None) -> None:
         """Process one segment of this connection (its header fields as on the wire)."""
         state = self.state
-        if state is S.CLOSED:
-            self._answer_as_closed(seq, ack, flags, len(payload))
-            return
-        if state is S.INITIAL:
-            raise IllegalTransition("an initial connection cannot receive: accept() its SYN first")
-        if state is S.SYN_SENT:
-            self._receive_in_syn_sent(seq, ack, flags, window, mss_option)
-        else:
+        if state in SYNCHRONIZED:
             self._receive_synchronized(seq, ack, flags, window, payload)
+        elif state is S.SYN_SENT:
+            self._receive_in_syn_sent(seq, ack, flags, window, mss_option)
+        elif state is S.CLOSED:
+            self._answer_as_closed(seq, ack, flags, len(payload))
+        else:
+            raise IllegalTransition("an initial connection cannot receive: accept() its SYN first")
         self._flush()
 
     # -- handshake ----------------------------------------------------------------------------------
@@ -273,8 +272,8 @@ class TcpEndpoint(TcpConnection):
             return
         if payload or fin:
             self._receive_text(seq, payload, fin)
-        if self.state is S.CLOSED:
-            return
+        if self.state not in SYNCHRONIZED:
+            return  # the segment ended the connection
         self._output()
         if rcv.ack_now:
             self._send_ack()
@@ -309,7 +308,7 @@ class TcpEndpoint(TcpConnection):
             self._retransmit_head(snd.mss)  # fast retransmit (RFC 5681 3.2)
         if snd.update_window(seq, ack, window, advanced):
             self._rto.backoff = 0  # the window opened: probing is over
-        return self.state is not S.CLOSED
+        return self.state in SYNCHRONIZED
 
     def _new_ack(self, ack: int) -> None:
         """``ack`` acknowledges something new: free the bytes, time the RTT, grow the window, stop or move the timer."""

@@ -132,7 +132,7 @@ class SendStream:
         unacceptable to it (Linux's ``tcp_acceptable_seq``).
         """
         edge = self.una + self.wnd
-        return edge if self.max > edge else self.max
+        return edge if self.max > edge and self.max_wnd else self.max  # (no window known yet: the handshake)
 
 
 class ReceiveStream:
@@ -201,6 +201,7 @@ class ReceiveStream:
         self.nxt, self.unconsumed, self.unacked = end, self.unconsumed + received, self.unacked + received
         if fin:
             self.nxt += 1
+            self.edge = max(self.edge, self.nxt)  # a FIN accepted into a zero window takes one past its edge
             self.fin_received, self.ack_now, self._ooo = True, True, Reassembly()
         elif self.unacked > self._mss:
             self.ack_now = True  # a second full-sized segment: ACK it now (RFC 1122 4.2.3.2, as Linux counts)
