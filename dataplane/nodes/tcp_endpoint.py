@@ -23,7 +23,7 @@ Contract (what the owner may rely on and must do):
   ``receive(seq, ack, flags, window, payload, mss_option)``.
 - ``send(data)`` queues bytes and returns how many fitted (``send_space()``
   says how many fit); ``on_writable()`` fires when acknowledgements free
-  space.  Bytes may be queued before the handshake completes.
+  space, until ``close()``.  Bytes may be queued before the handshake.
 - ``on_data(bytes)`` delivers in-order bytes exactly once.  They occupy the
   receive buffer, and so shrink the advertised window, until the owner
   calls ``consume(n)`` (e.g. once the other side of a proxy took them):
@@ -31,8 +31,9 @@ Contract (what the owner may rely on and must do):
 - ``close()`` sends a FIN once every queued byte has been sent (queued
   before the handshake completes, it waits for it); ``on_fin()`` says the
   peer closed its direction, after its last byte was delivered.
-- ``abort(reason)`` sends a RST (at the highest sequence number sent, with
-  an ACK, in the states RFC 9293 3.10.4 names) and closes at once.
+- ``abort(reason)`` sends a RST with an ACK (in the states RFC 9293 3.10.4
+  names; at the highest sequence number sent, or the peer's window edge if
+  that is lower, as Linux does) and closes at once.
 - ``on_closed(reason)`` fires exactly once, last, when the endpoint may be
   forgotten.  ``reason`` starts with ``closed`` (both FINs exchanged;
   after TIME_WAIT for the side that closed first), ``reset`` (an exact RST
@@ -45,7 +46,14 @@ Contract (what the owner may rely on and must do):
 - Events are fired after the endpoint's state is consistent, in order
   (established, data, fin, closed); a callback may call any method.  A
   method the state does not allow raises ``IllegalTransition`` and changes
-  nothing.
+  nothing.  ``state`` is an ``EndpointState``; ``TRANSITIONS`` (kept in
+  ``tcp_connection``) is every change it can make.
+- Read-only for the owner: ``state``, ``iss``, ``close_reason``,
+  ``retransmissions``, ``send_mss``, ``peer_window``, ``receive_window``,
+  ``unacknowledged``, ``unconsumed``, ``rto``.
+- Nothing ends an idle connection (no keep-alive, no FIN_WAIT_2 timeout,
+  as for a Linux socket that is still open): the owner's idle timeout
+  aborts it.
 
 Behaviour (RFC 9293, 1122, 5681, 5961, 6298, 6582, 6928): sequence numbers
 modulo 2**32 (see ``tcp_algorithms``); no segment larger than the peer's
@@ -67,10 +75,10 @@ one segment and resends from the oldest unacknowledged byte.  RSTs are
 accepted only at exactly the next expected sequence number, answered with a
 challenge ACK elsewhere in the window and ignored outside it; a SYN on a
 synchronized connection gets a challenge ACK (RFC 5961).  TIME_WAIT lasts
-``tuning.time_wait`` (2 s, not 2 MSL: this is an emulator) and restarts on
-a retransmitted FIN.  Not modelled: window scaling, SACK, timestamps, urgent
-data, keep-alive, challenge-ACK rate limits, a FIN_WAIT_2 timeout (the
-owner aborts if it wants one).
+``tuning.time_wait`` (2 s, not 2 MSL: this is an emulator), restarts on
+a retransmitted FIN and ends at an exact RST (Linux's default, without
+RFC 1337).  Not modelled: window scaling, SACK, timestamps, urgent data,
+data on a SYN, keep-alive, challenge-ACK rate limits.
 """
 
 from __future__ import annotations
