@@ -105,12 +105,12 @@ def test_large_transfer_both_ways_arrives_whole_in_order_within_windows(tmp_path
     findings = fields(capture, ["frame.number"], "tcp.analysis.retransmission || tcp.analysis.lost_segment || "
                       "tcp.analysis.out_of_order || tcp.analysis.duplicate_ack || tcp.analysis.ack_lost_segment")
     assert findings == []
-    # tshark reassembles the same bytes: every payload byte of a's stream, once.
+    # tshark counts every byte of a's stream exactly once: nothing missing, nothing sent twice.
     lengths = fields(capture, ["tcp.len"], "tcp.srcport == 40001")
     assert sum(int(row[0]) for row in lengths) == len(to_b)
 
 
-def test_only_the_first_of_two_full_segments_waits_for_the_delayed_ack():
+def test_a_lone_segment_waits_40_ms_for_its_ack_a_second_full_one_does_not():
     link = connected()
     a_time = link.sim.now
     link.a.endpoint.send(b"x" * 100)
