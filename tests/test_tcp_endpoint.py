@@ -292,6 +292,17 @@ def test_a_lost_segment_is_recovered_by_retransmission(lost):
         assert len(link.from_("b", SYN | ACK)) >= 2
 
 
+def test_after_a_lost_syn_the_rto_is_three_seconds_until_an_rtt_is_measured():
+    link = Link(fate=lambda segment, index: [] if segment.flags == SYN and index == 0 else None)
+    a = link.a.endpoint
+    a.open()
+    link.run(1.5)
+    assert a.state is S.ESTABLISHED and a.rto == 3 * NS_PER_S  # RFC 6298 5.7
+    link.a.write(payload(3000))
+    link.run(1)
+    assert a.rto == 200 * MS  # the data's RTT (10 ms) was measured: back to the 200 ms floor
+
+
 def test_a_lost_segment_in_a_window_is_fast_retransmitted_before_the_rto(tmp_path):
     lost = []
 

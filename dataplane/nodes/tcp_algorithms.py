@@ -111,6 +111,11 @@ class RetransmitTimeout:
         """The timeout to arm now: the base RTO doubled once per unanswered expiry, at most ``max_rto``."""
         return min(self._base << self.backoff, self.max_rto)
 
+    def handshake_unmeasured(self, fallback_ns: int) -> None:
+        """The handshake ended with no RTT measured (its SYN went again): RFC 6298 5.7, 3 s as Linux does."""
+        if self.srtt is None:
+            self._base = max(self._base, fallback_ns)
+
     def sample(self, rtt_ns: int) -> None:
         """Take one RTT measurement (never of a retransmitted segment: Karn's algorithm, RFC 6298 section 3)."""
         if self.srtt is None:

@@ -69,9 +69,11 @@ had fallen below half the buffer (Linux's rule).  RFC 6298 RTO (1 s
 initially, 200 ms to 120 s, doubling); the connection times out after
 ``tuning.retries`` (15) retransmissions or unanswered probes, or
 ``syn_retries`` (6) / ``synack_retries`` (5) for the handshake, with no RST.
-Congestion window: slow start from 10 segments, congestion avoidance, fast
-retransmit on three duplicates, NewReno recovery; a timeout goes back to
-one segment and resends from the oldest unacknowledged byte.  RSTs are
+After a handshake whose SYN went again the RTO is 3 s until an RTT is
+measured (RFC 6298 5.7, as Linux).  Congestion window: slow start from 10
+segments, congestion avoidance, fast retransmit on three duplicates,
+NewReno recovery; a timeout goes back to one segment and resends from the
+oldest unacknowledged byte.  RSTs are
 accepted only at exactly the next expected sequence number, answered with a
 challenge ACK elsewhere in the window and ignored outside it; a SYN on a
 synchronized connection gets a challenge ACK (RFC 5961).  TIME_WAIT lasts
@@ -85,7 +87,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..clock import Simulator
+from ..clock import NS_PER_S, Simulator
 from ..wire.headers import ACK, FIN, RST, SYN, TCP_MSS
 from .tcp_algorithms import SEQ_MASK, unwrap
 from .tcp_connection import (PEER_SENDING, RESET_ON_ABORT, SYNCHRONIZED, TRANSITIONS, EndpointState, S,
@@ -230,6 +232,8 @@ class TcpEndpoint(TcpConnection):
 
     def _established(self, event: str, seq: int, ack: int, window: int) -> None:
         self._advance(event)
+        if self._rtt_seq is None:  # our SYN went again, so its ACK measures nothing (Karn)
+            self._rto.handshake_unmeasured(3 * NS_PER_S)
         self._snd.start(self._tuning.initial_window)
         self._snd.force_window(seq, ack, window)
         self._notify(self._on_established)
