@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_flag(run)
     run.set_defaults(handler=cmd_run)
 
-    demo = commands.add_parser("demo", help="run the built-in product tour (VMware, scale out to 4 SEs and back)")
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
+    demo = commands.add_parser("demo", help="run a built-in product tour (default: VMware, scale out to 4 SEs "
+                                            "and back; --tour two-vs: two virtual services sharing SEs)")
+    demo.add_argument("--tour", choices=sorted(TOURS), default="scale-out",
+                      help="which tour: scale-out (default) or two-vs")
+    demo.add_argument("--out", type=Path, default=None,
+                      help="output folder (default: out/demo, or out/demo-<tour> for another tour)")
     report.add_flag(demo, default=True)
     demo.set_defaults(handler=cmd_demo)
 
@@ -78,13 +82,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(scenario, args.out or Path("out") / folder_name(scenario.name), args)
 
 
+#: The built-in tours: ``dataplane demo --tour NAME`` runs ``dataplane/scenarios/<file>``.
+TOURS = {"scale-out": "demo.toml", "two-vs": "demo-two-vs.toml"}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .. import scenario as scenario_mod
 
-    source = resources.files("dataplane").joinpath("scenarios/demo.toml")
+    source = resources.files("dataplane").joinpath(f"scenarios/{TOURS[args.tour]}")
     with resources.as_file(source) as path:
         scenario = scenario_mod.load(path)
-    return _run(scenario, args.out, args)
+    default = Path("out/demo") if args.tour == "scale-out" else Path(f"out/demo-{args.tour}")
+    return _run(scenario, args.out or default, args)
 
 
 def _run(scenario, out: Path, args: argparse.Namespace) -> int:

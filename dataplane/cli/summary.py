@@ -6,17 +6,18 @@ from __future__ import annotations
 
 
 def format_summary(summary: dict) -> str:
-    flows = summary["flows"]
+    services = summary.get("virtual_services") or {}
+    several = len(services) > 1
+    primary = "" if several else f", primary {summary['primary']}"
     lines = [
         f"scenario {summary['scenario']} ({summary['cloud']}, seed {summary['seed']}, "
-        f"{summary['duration']:g} s virtual), primary {summary['primary']}, return path {summary['return_path']}",
-        f"flows: {flows['total']} total, {flows['completed']} completed, {flows['reset']} reset, "
-        f"{flows['failed']} failed, {flows['open']} still open",
+        f"{summary['duration']:g} s virtual){primary}, return path {summary['return_path']}",
+        *_flows("flows", summary["flows"]),
     ]
-    for outcome in ("failed", "reset"):
-        why = flows.get("why", {}).get(outcome)
-        if why:
-            lines.append(f"  {outcome}: " + "; ".join(f"{n} {reason}" for reason, n in why.items()))
+    for name, vs in services.items() if several else ():
+        ports = ", ".join(str(port) for port in vs["ports"])
+        lines += _flows(f"  {name} ({vs['vip']} {vs['protocol']} {ports}, primary {vs['primary']}, "
+                        f"on {', '.join(vs['service_engines']) or 'no SE'}): flows", vs["flows"], indent="    ")
     resets = summary.get("resets_by_se") or {}
     if resets:
         lines.append("connections reset by SEs (a RST to the client, and to the server if it had one): " + "; ".join(
@@ -46,3 +47,13 @@ def format_summary(summary: dict) -> str:
             f"events: {outputs['events.jsonl']}   summary: {outputs['summary.json']}",
         ]
     return "\n".join(lines)
+
+
+def _flows(label: str, flows: dict, indent: str = "  ") -> list[str]:
+    lines = [f"{label}: {flows['total']} total, {flows['completed']} completed, {flows['reset']} reset, "
+             f"{flows['failed']} failed, {flows['open']} still open"]
+    for outcome in ("failed", "reset"):
+        why = flows.get("why", {}).get(outcome)
+        if why:
+            lines.append(f"{indent}{outcome}: " + "; ".join(f"{n} {reason}" for reason, n in why.items()))
+    return lines

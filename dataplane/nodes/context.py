@@ -133,9 +133,12 @@ class Counters:
     def new_phase(self, now_ns: int, after: str, vs: str, open_connections: list[int]) -> None:
         """A VS's SEs changed: a new phase for it (and for the run), and its open connections are followed."""
         for phases in (self.phases, self.vs(vs).phases):
-            if phases[-1].start_ns == now_ns and not phases[-1].flows:
-                phases.pop()  # two changes at one instant: one phase
-            phases.append(Phase(now_ns, after, Counter()))
+            last = phases[-1]
+            if last.start_ns == now_ns and not last.flows:  # two changes at one instant: one phase, both named
+                last.after = after if last.start_ns == 0 and last.after == "initial placement" else \
+                    f"{last.after}; {after}"
+            else:
+                phases.append(Phase(now_ns, after, Counter()))
         counters = self.vs(vs)
         row = len(counters.survival)
         counters.survival.append(Survival(now_ns, after, len(open_connections)))
