@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.testing import check
+from dataplane.testing import check, multihop
 from dataplane import scenario as scenario_mod
 from dataplane.emulation import run_scenario
 
@@ -26,8 +26,10 @@ BASE = {
         "backend": {"cidr": "10.20.0.0/24"},
     },
     "service_engines": [{"name": f"se-{i}", "host": f"esx-{i}"} for i in range(1, 5)],
+    # Most tests pin the packet-by-packet path (the SE translates, sequence numbers pass through);
+    # tests/test_tcp_proxy.py covers the product's default, the TCP proxy.
     "virtual_service": {"name": "vs-web", "vip": "10.10.0.100", "port": 80, "protocol": "tcp",
-                        "placement": ["se-1", "se-2", "se-3", "se-4"]},
+                        "placement": ["se-1", "se-2", "se-3", "se-4"], "network_profile": "tcp-fast-path"},
     "pool": {"servers": ["10.20.0.101:8080", "10.20.0.102:8080"]},
     "traffic": {"clients": ["198.51.100.0/28"], "new_connections_per_second": 40,
                 "request_bytes": 200, "response_bytes": 1200},
@@ -43,6 +45,9 @@ def scenario_dict(**overrides) -> dict:
         for key in parents:
             table = table.setdefault(key, {})
         table[last] = value
+    vs = data.get("virtual_service", {})
+    if vs.get("protocol") == "udp" and "virtual_service.network_profile" not in overrides:
+        vs["network_profile"] = "udp-fast-path"  # BASE's tcp-fast-path is a TCP profile
     return data
 
 
@@ -66,10 +71,17 @@ def fields(capture: Path, names: list[str], display_filter: str = "", *extra: st
 def assert_passes_gate(capture: Path) -> None:
     """docs/design.md ("How we check it"): checksums validated, nothing malformed, no expert error, tunnel decoded.
 
-    The one exception is a frame a test forged broken on purpose: its comment says "[malformed: ...]".
+    The exceptions: a frame a test forged broken on purpose (its comment says "[malformed: ...]"), and one TCP
+    segment seen again on a later hop (Wireshark's multi-hop artefact), when every hop then passes the gate
+    in a file of its own, as ``dataplane check`` judges it.
     """
     assert shutil.which("tshark"), "tshark is required by the test suite (apt-get install tshark)"
     findings = [f for f in check.check_capture(capture, use_tshark=True) if "[malformed: " not in f.comment]
+    if findings:
+        findings, per_hop = multihop.explain(capture, findings)
+        if per_hop is not None and per_hop.clean:
+            return
+        findings = per_hop.findings if per_hop is not None else findings
     assert not findings, f"{capture} fails the tshark gate:\n{check.format_findings(findings)}"
 
 

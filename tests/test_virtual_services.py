@@ -17,14 +17,18 @@ QUIET = {"type": "none"}
 
 
 def two_services(a: dict | None = None, b: dict | None = None, **top) -> dict:
-    """BASE with vs-a (primary se-1) and vs-b (primary se-2) on the same three SEs, each with its own pool."""
+    """BASE with vs-a (primary se-1) and vs-b (primary se-2) on the same three SEs, each with its own pool.
+
+    Both pin the fast path, as BASE does: the server sees the client's own SYN.
+    """
     data = copy.deepcopy(BASE)
     del data["virtual_service"], data["pool"]
     data["service_engines"] = [{"name": f"se-{i}", "host": f"esx-{i}"} for i in range(1, 4)]
     data["virtual_services"] = [
         {"name": "vs-a", "vip": VIP_A, "port": 80, "protocol": "tcp", "placement": ["se-1", "se-2", "se-3"],
+         "network_profile": "tcp-fast-path",
          "pool": {"servers": ["10.20.0.101:8080", "10.20.0.102:8080"], "health_monitor": QUIET}, **(a or {})},
-        {"name": "vs-b", "vip": VIP_B, "ports": [443, "8100-8199"], "protocol": "tcp",
+        {"name": "vs-b", "vip": VIP_B, "ports": [443, "8100-8199"], "protocol": "tcp", "network_profile": "tcp-fast-path",
          "placement": ["se-2", "se-3", "se-1"],
          "pool": {"servers": ["10.20.0.111:8443"], "health_monitor": QUIET}, **(b or {})},
     ]

@@ -20,7 +20,7 @@ from .server_selection import ServerSelector
 
 
 class Binding:
-    __slots__ = ("se", "vs", "servers", "seed", "ports", "selector", "monitor", "packets")
+    __slots__ = ("se", "vs", "servers", "seed", "ports", "selector", "monitor", "packets", "proxy")
 
     def __init__(self, se: Any, vs: ServedService, servers: Sequence[PoolServer], seed: int, ports: PortRing):
         self.se = se
@@ -30,6 +30,8 @@ class Binding:
         self.ports = ports
         #: Frames of this VS the SE processed: which VS makes an SE hot (docs/design.md, B12).
         self.packets = 0
+        #: The VS's TCP connections are terminated here (network_profile tcp-proxy), not translated.
+        self.proxy = vs.spec.network_profile == "tcp-proxy"
         self.fresh()
 
     def fresh(self) -> None:

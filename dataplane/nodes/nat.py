@@ -55,6 +55,8 @@ class NatEntry:
     opened_ns: int
     #: The SE's state for the virtual service this connection is to (``binding.Binding``).
     binding: Any = None
+    #: Under the TCP proxy profile: the two connections the SE keeps for this one (``tcp_proxy``).
+    proxy: Any = None
     fin_from_client: bool = False
     fin_from_server: bool = False
     #: Next sequence number each side will send, so a drain can reset both ends in-window.

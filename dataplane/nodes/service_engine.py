@@ -20,6 +20,7 @@ path, in the order a client packet meets it:
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Sequence
 
@@ -36,6 +37,7 @@ from .host import Node
 from .management import ManagementPort
 from .nat import NatEntry, NatTable, PortRing
 from .se_peering import PeerLinks
+from .tcp_proxy import ProxiedConnection
 
 FLOW_TOUCH_INTERVAL = NS_PER_S
 #: Frames an SE queues when it is busier than its capacity (like a NIC's receive ring); past it, it drops.
@@ -57,7 +59,7 @@ class ServiceEngine(PeerLinks, Node):
         self.registry = runtime.registry
         self.delay_ns = round(group.processing_delay * 1e9)
         self.tunnel_port = group.se_tunnel_udp_port
-        self.nat = NatTable(self.sim, lambda nat: nat.binding.selector.closed(nat.server),
+        self.nat = NatTable(self.sim, self._nat_closed,
                             (group.ephemeral_portrange_start, group.ephemeral_portrange_end),
                             round(group.tcp_half_open_timeout * NS_PER_S))
         #: The health monitors' ports, above the NAT range (never a client connection's), shared by all pools.
@@ -65,6 +67,8 @@ class ServiceEngine(PeerLinks, Node):
         #: What this SE keeps for each virtual service it may serve, by VIP.
         self.bindings = {vs.vip: Binding(self, vs, servers, seed, self.probe_ports) for vs, servers in services}
         self.services = [binding.vs for binding in self.bindings.values()]
+        #: ISNs of the connections this SE makes itself (the TCP proxy profile's two sides).
+        self.proxy_rng = random.Random(f"{seed}:{name}:proxy")
         self.prober = FlowProber(self, group)
         self.heartbeat = HeartbeatAgent(self, group)
         self.failed_because = ""
@@ -250,7 +254,15 @@ class ServiceEngine(PeerLinks, Node):
             if nat is None:
                 return
             why = f"{why}, new connection to {nat.server.name} by {binding.selector.algorithm}"
+            if binding.proxy and view.proto == frames.PROTO_TCP:
+                nat.last_ns = self.sim.now
+                nat.proxy = ProxiedConnection(self, nat, self.proxy_rng, why)
+                nat.proxy.accept(frame, view)
+                return
         nat.last_ns = self.sim.now
+        if nat.proxy is not None:
+            nat.proxy.from_client_frame(frame, view)
+            return
         if view.flags & (FIN | RST) or nat.fin_from_server:  # the common data packet skips the close rules
             self.nat.track(nat, view.flags, from_client=True)
         if view.proto == frames.PROTO_TCP:
@@ -293,6 +305,16 @@ class ServiceEngine(PeerLinks, Node):
         self.runtime.counters.flow_owned(self.name, vs.name)
         return nat
 
+    def proxy_finished(self, proxy: ProxiedConnection) -> None:
+        """Both connections of a proxied one are closed: its NAT entry and port go."""
+        if not proxy.nat.closing:
+            self.nat.close(proxy.nat)
+
+    def _nat_closed(self, nat: NatEntry) -> None:
+        nat.binding.selector.closed(nat.server)
+        if nat.proxy is not None and not nat.proxy.finished and not nat.proxy.gone:
+            nat.proxy.reset_both("idle: the connection's NAT entry expired")
+
     def connection_for_port(self, proto: int, nat_port: int) -> NatEntry | None:
         """Return the connection this SE NATs to ``nat_port`` on the server network, if any."""
         return self.nat.for_port(proto, nat_port)
@@ -311,6 +333,9 @@ class ServiceEngine(PeerLinks, Node):
         nat.binding.packets += 1
         nat.last_ns = self.sim.now
         nat.answered = True
+        if nat.proxy is not None:
+            nat.proxy.from_server_frame(frame, view)
+            return
         if view.flags & (FIN | RST) or nat.fin_from_client:
             self.nat.track(nat, view.flags, from_client=False)
         if view.proto == frames.PROTO_TCP:
@@ -340,7 +365,9 @@ class ServiceEngine(PeerLinks, Node):
         """Reset every connection of ``vs`` this SE still carries, at both ends; return how many."""
         entries = [nat for nat in self.nat.open_entries() if nat.binding.vs is vs]
         for nat in entries:
-            if nat.proto == frames.PROTO_TCP:
+            if nat.proxy is not None:
+                nat.proxy.reset_both(why)
+            elif nat.proto == frames.PROTO_TCP:
                 self._reset_both_ends(vs, nat, why)
             self.nat.close(nat)
         self.runtime.counters.reset(self.name, f"drain expired ({why.split(':')[0]})", len(entries))
@@ -365,6 +392,9 @@ class ServiceEngine(PeerLinks, Node):
         self.alive = False
         for nic in self.nics.values():
             nic.up = False
+        for nat in self.nat.by_client.values():
+            if nat.proxy is not None:
+                nat.proxy.gone = True  # its timers may still run; it sends nothing more
         self.note_failure(f"{self.name} failed, not yet detected")
         for binding in self.bindings.values():
             binding.monitor.stop()

@@ -25,6 +25,9 @@ from .validation import (_build, _enum, _expect, _f, _Invalid, _ip, _list, _list
                          _str, _table)
 
 UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
+#: The TCP/UDP profiles a virtual service may use, by protocol; the first is the product's default.
+NETWORK_PROFILES = ("tcp-proxy", "tcp-fast-path", "udp-fast-path")
+PROFILES_OF = {"tcp": ("tcp-proxy", "tcp-fast-path"), "udp": ("udp-fast-path",)}
 MAX_PORT_ITEMS = 64
 
 
@@ -126,6 +129,8 @@ class VirtualService:
     ports: tuple[tuple[int, int], ...] = _f(_ports, ())
     protocol: str = _f(_enum("tcp", "udp"))
     placement: tuple[str, ...] = _f(_list(_SE_NAME_STR, 64, nonempty=True, unique=True))
+    # None while parsing means "not given": the product's default for the protocol (tcp-proxy, udp-fast-path).
+    network_profile: str | None = _f(_enum(*NETWORK_PROFILES), None)
     # Not keys of the table itself: [pool] / [virtual_services.pool] and the traffic it gets.
     pool: Pool | None = None
     traffic: Traffic | None = None
@@ -207,7 +212,11 @@ def _one_service(raw, path: str, nets, group, ses) -> VirtualService:
         raise _Invalid(f"{path}.port", "give either port (one port) or ports (ports and ranges)"
                        if vs.port is not None else "missing required key (or ports)")
     ports = vs.ports or ((vs.port, vs.port),)
-    vs = dataclasses.replace(vs, ports=ports, port=ports[0][0])
+    profiles = PROFILES_OF[vs.protocol]
+    if vs.network_profile is not None and vs.network_profile not in profiles:
+        raise _Invalid(f"{path}.network_profile", f"'{vs.network_profile}' is not a {vs.protocol} profile "
+                                                  f"(one of {', '.join(profiles)})")
+    vs = dataclasses.replace(vs, ports=ports, port=ports[0][0], network_profile=vs.network_profile or profiles[0])
     fe = nets["frontend"]
     inside(vs.vip, fe, f"{path}.vip")
     if vs.vip == fe.gateway:
@@ -285,5 +294,5 @@ def _check_apart(services: list[VirtualService], key: str) -> None:
                                                             f"of {seen[1]}: one server, one port")
 
 
-__all__ = ["HealthMonitor", "MAX_VIRTUAL_SERVICES", "Pool", "Server", "Traffic", "UDP_PAYLOAD_MAX",
+__all__ = ["HealthMonitor", "MAX_VIRTUAL_SERVICES", "NETWORK_PROFILES", "Pool", "Server", "Traffic", "UDP_PAYLOAD_MAX",
            "VirtualService", "parse_pool", "parse_services", "parse_traffic"]

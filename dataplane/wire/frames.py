@@ -27,8 +27,8 @@ __all__ = [  # the names the rest of the package reads from here, headers' inclu
     "ACK", "BROADCAST", "ETH_LEN", "ETHERTYPE_ARP", "ETHERTYPE_IPV4", "FIN", "PROTO_ICMP", "PROTO_TCP",
     "PROTO_UDP", "PSH", "RST", "SYN", "TCP_MSS", "ZERO_MAC", "FlowView", "Malformed", "NatRewrite", "checksum",
     "decrement_ttl", "ethernet", "ethertype", "ip_bytes", "ip_text", "ipv4", "is_ipv4_l4", "mac_bytes",
-    "mac_text", "rewrite_ethernet", "rewrite_ipv4_l4", "tcp_frame", "tcp_payload", "tcp_reset_for",
-    "tcp_segment", "tcp_seq_ack", "tcp_window", "udp_datagram", "udp_frame", "udp_payload", "vxlan_frame",
+    "mac_text", "rewrite_ethernet", "rewrite_ipv4_l4", "tcp_frame", "tcp_mss_option", "tcp_payload",
+    "tcp_reset_for", "tcp_segment", "tcp_seq_ack", "tcp_window", "udp_datagram", "udp_frame", "udp_payload", "vxlan_frame",
     "vxlan_inner", "TTL_DECREMENT_DELTA",
 ]
 
@@ -177,6 +177,24 @@ def tcp_flags(frame: bytes) -> int:
     return frame[l4_offset(frame) + 13]
 
 
+def tcp_mss_option(frame: bytes, view: FlowView) -> int | None:
+    """The MSS option of a TCP segment (RFC 9293 3.2), or None; a malformed option list ends the search."""
+    at, end = view.l4 + 20, view.end - view.payload_len
+    while at < end:
+        kind = frame[at]
+        if kind == 0:  # end of the option list
+            return None
+        if kind == 1:  # no-operation
+            at += 1
+            continue
+        if at + 1 >= end or frame[at + 1] < 2 or at + frame[at + 1] > end:
+            return None
+        if kind == 2 and frame[at + 1] == 4:
+            return _U16.unpack_from(frame, at + 2)[0]
+        at += frame[at + 1]
+    return None
+
+
 def tcp_payload(frame: bytes) -> bytes:
     l4 = IP + (frame[IP] & 0x0F) * 4
     return frame[l4 + (frame[l4 + 12] >> 4) * 4:]
@@ -224,8 +242,8 @@ def udp_datagram(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes)
 
 def tcp_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, sport: int, dport: int,
               seq: int, ack: int, flags: int, payload: bytes = b"", ident: int = 0,
-              mss: int | None = None) -> bytes:
-    segment = tcp_segment(src, dst, sport, dport, seq, ack, flags, payload, mss=mss)
+              mss: int | None = None, window: int = 64240) -> bytes:
+    segment = tcp_segment(src, dst, sport, dport, seq, ack, flags, payload, window, mss)
     return ethernet(eth_dst, eth_src, ETHERTYPE_IPV4, ipv4(src, dst, PROTO_TCP, segment, ident))
 
 
