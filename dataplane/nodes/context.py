@@ -128,6 +128,8 @@ class Runtime:
         self.registry = Registry()
         #: Notes a sender leaves for the router to repeat in its comment (replay: "recorded frame N"), by frame.
         self.notes: dict[bytes, str] = {}
+        #: Frames from outside may carry wrong checksums (replay --keep-checksums): SEs then verify each at entry.
+        self.verify_checksums = False
 
     def log(self, kind: str, **fields: Any) -> dict:
         return self.events.log(kind, **fields)

@@ -27,6 +27,7 @@ from ..clock import NS_PER_S
 from ..l2 import Segment
 from ..scenario import Pool, SeGroup
 from ..wire import arp, frames
+from ..wire.checksum import bad_checksum
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
 from ..wire.headers import IP_DST, IP_PROTO, IP_SRC
 from . import flow_probe
@@ -100,6 +101,11 @@ class ServiceEngine(Node):
 
     def handle_ip(self, nic, frame: bytes) -> None:
         self.packets += 1
+        if self.runtime.verify_checksums:  # off unless frames from outside may be wrong: the fast path skips it
+            wrong = bad_checksum(frame)
+            if wrong:
+                self.drop(f"bad_{wrong}_checksum")
+                return
         if nic is self.backend and self.monitor.answers(frame) and self.monitor.handle(frame):
             return
         if not frames.is_ipv4_l4(frame):
