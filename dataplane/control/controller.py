@@ -62,6 +62,8 @@ class Controller:
         self.scaling_out: str | None = None
         self.cpu = CpuMonitor(self, duration)
         self.expired: Counter[str] = Counter()
+        #: True: ``start`` leaves the timeline to a later ``schedule_timeline`` (replay aligns it to its first packet).
+        self.timeline_deferred = False
 
     def log(self, kind: str, **fields: Any) -> None:
         self.runtime.log(kind, **fields)
@@ -93,10 +95,15 @@ class Controller:
         self.se(placement[0]).announce_vip("placed as primary")
         self.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
                  vip=frames.ip_text(self.vs.vip))
-        for event in self.timeline:
-            self.sim.at(seconds(event.at), self.dispatch, event, priority=URGENT)
+        if not self.timeline_deferred:
+            self.schedule_timeline(0)
         self.cpu.start()
         self.sim.every(seconds(IDLE_SWEEP_INTERVAL), self._expire_idle)
+
+    def schedule_timeline(self, origin_ns: int) -> None:
+        """Schedule the ``[[events]]``, each ``at`` seconds after ``origin_ns`` (replay: its first packet)."""
+        for event in self.timeline:
+            self.sim.at(origin_ns + seconds(event.at), self.dispatch, event, priority=URGENT)
 
     def _expire_idle(self) -> None:
         """Keep state bounded on long runs: idle flow-table and NAT entries go."""
