@@ -83,7 +83,7 @@ def test_real_capture_replays_every_flow_cleanly(tmp_path):
     rep = summary["replay"]
     assert rep["input_packets"] == REAL_PACKETS == rep["replayed_packets"] + rep["skipped_packets"]
     assert summary["skipped"] == {"not_ip": REAL_ARP}
-    assert rep["flows"] == {"total": REAL_FLOWS, "completed": REAL_FLOWS, "reset": 0, "stalled": 0}
+    assert rep["flows"] == {"total": REAL_FLOWS, "completed": REAL_FLOWS, "open_at_end": 0, "reset": 0, "stalled": 0}
     assert summary["flows"]["completed"] == REAL_FLOWS
     assert rep["packets"]["arrived"] == rep["packets"]["sent"] == REAL_PACKETS - REAL_ARP
     assert sum(summary["flows_by_se"].values()) == REAL_FLOWS
@@ -172,7 +172,7 @@ def _odd_packets():
     mid = frames.tcp_frame(mac_b, mac_a, a, b, 5002, 80, 100, 200, frames.ACK, b"late")
     ssh = frames.tcp_frame(mac_b, mac_a, a, b, 5003, 22, 1, 0, frames.SYN)
     front = frames.tcp_frame(mac_b, mac_a, frames.ip_bytes("10.10.0.50"), b, 5004, 80, 1, 0, frames.SYN)
-    return {"not_vs_protocol": udp80, "other_protocol": icmp, "ip_fragment": bytes(frag), "ipv6": ipv6,
+    return {"not_vs_protocol": udp80, "other_protocol": icmp, "fragment_incomplete": bytes(frag), "ipv6": ipv6,
             "mid_flow": mid, "not_selected": ssh, "client_address_unusable": front}
 
 
@@ -203,7 +203,7 @@ def test_port_map_and_match_choose_other_flows(tmp_path):
     assert default["replay"]["flows"]["total"] == 0 and default["skipped"] == {"not_selected": 27}
     mapped = replay(tmp_path, path, "mapped", port_map=(8000,))
     assert mapped["replay"]["flows"]["completed"] == 3
-    from dataplane.replay.input import parse_match
+    from dataplane.replay.options import parse_match
     matched = replay(tmp_path, path, "matched", matches=(parse_match("client=198.18.0.2,server=*:8000"),))
     assert matched["replay"]["flows"]["completed"] == 1
     assert matched["skipped"] == {"not_selected": 18}

@@ -13,7 +13,8 @@ input stays clean.  Sequence and acknowledgement numbers are never touched
 
 ``RecordedClose`` follows how the flow ended *in the recording* (FINs, their
 acknowledgements, RST), which is what lets the replayer forget a flow's
-input as soon as its last packet has been read.  ``SkippedFlow`` stands for
+input as soon as its last packet has been read, and what tells a completed
+TCP flow from one still open when the capture ended (``final_outcome``).  ``SkippedFlow`` stands for
 a recorded flow that is not replayed, so later packets of it are counted
 under the same reason.
 """
@@ -40,7 +41,8 @@ class SkippedFlow:
 class SideState:
     """One direction of a replayed flow: what its end has read from the recording, sent and had arrive."""
 
-    #: Packets waiting to be sent: (frame or packet, packets of the other side that must arrive first, number).
+    #: Packets waiting to be sent: (frame or packet, packets of the other side that must arrive first,
+    #: the input frame's account row).
     queue: deque = field(default_factory=deque)
     read: int = 0
     sent: int = 0
@@ -85,7 +87,9 @@ class ReplaySink(Protocol):
 
     def progressed(self, flow: "ReplayFlow", arrived: bool = True) -> None: ...
 
-    def send_from_client(self, flow: "ReplayFlow", frame: bytes, number: int) -> None: ...
+    def send_from_client(self, flow: "ReplayFlow", frame: bytes, row: Any) -> None: ...
+
+    def not_sent(self, row: Any, reason: str) -> None: ...
 
 
 class ReplayFlow:
@@ -93,10 +97,11 @@ class ReplayFlow:
 
     __slots__ = ("replay", "number", "proto", "client_ip", "client_port", "recorded", "client", "server_side",
                  "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
-                 "last_input", "unsent", "rec_client")
+                 "last_input", "unsent", "rec_client", "rec_server", "loop", "to_vip", "to_peer", "peer_text",
+                 "unseen", "accounted", "first_frame", "last_frame")
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
-                 recorded: str):
+                 recorded: str, loop: int = 1):
         self.replay = replay
         self.number = number
         self.proto = proto
@@ -108,6 +113,7 @@ class ReplayFlow:
         self.input_done = False
         self.close = RecordedClose()
         self.rec_client = (b"", 0)        # the recorded client address and port (who opened the flow)
+        self.rec_server = (b"", 0)        # the recorded server address and port
         self.outcome: str | None = None   # None while live; "reset" when the emulated network reset it
         self.reset_reason: str | None = None
         self.server: Any = None           # the ReplayServer the SE chose
@@ -116,42 +122,50 @@ class ReplayFlow:
         self.se: str | None = None
         self.last_input = 0
         self.unsent = 0
+        self.loop = loop                  # 1-based replay loop
+        self.to_vip: Any = None           # the NAT rewrite of the client's packets to the VIP (set by the replayer)
+        self.to_peer: Any = None          # the NAT rewrite of the server's packets into the SE's connection
+        self.peer_text = ""
+        self.unseen = 0                   # frames sent but not yet seen on a captured segment (account)
+        self.accounted = False            # its account row is written: no more SE to wait for
+        self.first_frame = self.last_frame = 0
 
     # -- input side --------------------------------------------------------------
 
-    def from_client(self, frame: bytes, number: int) -> None:
-        self.client.queue.append((frame, self.server_side.read, number))
+    def from_client(self, frame: bytes, row: Any) -> None:
+        self.client.queue.append((frame, self.server_side.read, row))
         self.client.read += 1
         self.pump_client()
 
-    def from_server(self, packet: bytes, number: int) -> None:
-        self.server_side.queue.append((packet, self.client.read, number))
+    def from_server(self, packet: bytes, row: Any) -> None:
+        self.server_side.queue.append((packet, self.client.read, row))
         self.server_side.read += 1
         self.pump_server()
 
-    def not_sent(self, from_client: bool) -> None:
+    def not_sent(self, from_client: bool, row: Any) -> None:
         """A packet of a flow the network already reset: read, never sent."""
         (self.client if from_client else self.server_side).read += 1
         self.unsent += 1
         self.replay.unsent_total += 1
+        self.replay.not_sent(row, "flow_reset")
 
     # -- sending -----------------------------------------------------------------
 
     def pump_client(self) -> None:
         side, queue = self.client, self.client.queue
         while queue and queue[0][1] <= self.server_side.arrived and self.outcome is None:
-            frame, _, number = queue.popleft()
+            frame, _, row = queue.popleft()
             side.sent += 1
             if self.proto == frames.PROTO_TCP and frames.tcp_flags(frame) & RST:
                 side.sent_reset = True
-            self.replay.send_from_client(self, frame, number)
+            self.replay.send_from_client(self, frame, row)
 
     def pump_server(self) -> None:
         side, queue = self.server_side, self.server_side.queue
         while queue and queue[0][1] <= self.client.arrived and self.server is not None and self.outcome is None:
-            packet, _, number = queue.popleft()
+            packet, _, row = queue.popleft()
             side.sent += 1
-            self.server.send_recorded(self, packet, number)
+            self.server.send_recorded(self, packet, row)
 
     # -- arrivals ----------------------------------------------------------------
 
@@ -175,12 +189,17 @@ class ReplayFlow:
         if self.outcome is None:
             self.outcome = "reset"
             self.reset_reason = why
-            dropped = len(self.client.queue) + len(self.server_side.queue)
-            self.unsent += dropped
-            self.replay.unsent_total += dropped
-            self.client.queue.clear()
-            self.server_side.queue.clear()
+            self.drop_queued("flow_reset")
             self.replay.progressed(self, arrived=False)
+
+    def drop_queued(self, reason: str) -> None:
+        """Give up the packets still waiting on either side: they are never sent."""
+        for side in (self.client, self.server_side):
+            self.unsent += len(side.queue)
+            self.replay.unsent_total += len(side.queue)
+            for _, _, row in side.queue:
+                self.replay.not_sent(row, reason)
+            side.queue.clear()
 
     # -- state ---------------------------------------------------------------------
 
@@ -202,9 +221,15 @@ class ReplayFlow:
         return self.input_done and self.delivered
 
     def final_outcome(self) -> str:
+        """``reset`` (by the emulated network), ``stalled`` (something never arrived), ``open_at_end`` (a
+        TCP flow delivered whole but never closed in the recording: no FIN pair, no RST) or ``completed``."""
         if self.outcome is not None:
             return self.outcome
-        return "completed" if self.delivered else "stalled"
+        if not self.delivered:
+            return "stalled"
+        if self.proto == frames.PROTO_TCP and not self.close.closed:
+            return "open_at_end"
+        return "completed"
 
     def report(self) -> dict:
         report = {"flow": self.number, "recorded": self.recorded,
