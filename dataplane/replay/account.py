@@ -92,14 +92,13 @@ class Row:
 class OrderedRows:
     """Writes rows in input order although they complete out of order, holding at most ``limit``."""
 
-    def __init__(self, path: Path, columns: Iterable[str], key: Callable[[Any], tuple],
-                 limit: int = MAX_WAITING):
+    def __init__(self, path: Path, columns: Iterable[str], key: Callable[[Any], tuple], limit: int | None = None):
         self.path = path
         self.handle = open(path, "w", newline="", encoding="utf-8")
         self.writer = csv.writer(self.handle)
         self.writer.writerow(columns)
         self.key = key
-        self.limit = limit
+        self.limit = MAX_WAITING if limit is None else limit
         self.waiting: deque = deque()
         self.set_aside: list = []
 
