@@ -192,6 +192,7 @@ def test_every_packet_not_replayed_is_counted_by_reason(tmp_path, capsys):
     code = _cli(tmp_path, path, "--out", str(tmp_path / "cli"))
     printed = capsys.readouterr().out
     assert code == 0
+    assert_passes_gate(tmp_path / "cli" / "capture.pcapng")
     for reason in odd:
         assert f"[{reason}]" in printed
 
@@ -199,7 +200,7 @@ def test_every_packet_not_replayed_is_counted_by_reason(tmp_path, capsys):
 def test_port_map_and_match_choose_other_flows(tmp_path):
     path = tmp_path / "p8000.pcap"
     replay_synth.write_pcap(path, replay_synth.http_flows(3, data_segments=1, port=8000))
-    default = replay(tmp_path, path, "default", gate=False)
+    default = replay(tmp_path, path, "default")
     assert default["replay"]["flows"]["total"] == 0 and default["skipped"] == {"not_selected": 27}
     mapped = replay(tmp_path, path, "mapped", port_map=(8000,))
     assert mapped["replay"]["flows"]["completed"] == 3
@@ -243,6 +244,8 @@ def test_truncated_capture_replays_whole_frames_then_exits_2(tmp_path, capsys):
     assert summary["replay"]["input_error"]
     assert _cli(tmp_path, path, "--out", str(tmp_path / "ok"), "--allow-truncated") == 0
     assert capsys.readouterr().err == ""   # stderr is no TTY here: no progress bar either
+    assert_passes_gate(out / "capture.pcapng")
+    assert_passes_gate(tmp_path / "ok" / "capture.pcapng")
 
 
 @pytest.mark.parametrize("kind", ["text", "linktype", "empty"])

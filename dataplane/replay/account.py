@@ -46,9 +46,9 @@ _MARK = re.compile(r"recorded frame (\d+)(?: of loop (\d+))?")
 
 def seconds_text(ns: int) -> str:
     """Integer nanoseconds as exact decimal seconds (a float would lose the nanoseconds of an epoch time)."""
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    return f"{sign}{ns // NS_PER_S}.{ns % NS_PER_S:09d}"
+    if ns < 0:
+        return "-" + seconds_text(-ns)
+    return "%d.%09d" % divmod(ns, NS_PER_S)
 
 
 def mark(number: int, loop: int) -> str:
@@ -57,22 +57,25 @@ def mark(number: int, loop: int) -> str:
 
 
 class Row:
-    """One input frame's line in replay.csv while its fate is not yet written."""
+    """One input frame's line in replay.csv while its fate is not yet written.
 
-    __slots__ = ("loop", "frame", "time", "action", "output", "output_time", "reason", "detail", "flow", "parts",
-                 "filled")
+    No ``__slots__``: the fields most frames never set (an output, a reason, repairs) are read from
+    the class defaults, so a row costs three assignments to make.
+    """
+
+    action: str | None = None
+    output: int | None = None
+    output_time: int | None = None
+    reason = ""
+    detail = ""
+    flow: Any = None
+    parts = 0       # input fragments its datagram was reassembled from (0: not a reassembled datagram)
+    filled = 0      # bytes the snap length cut, filled with zeros
 
     def __init__(self, loop: int, frame: int, time: int):
         self.loop = loop
         self.frame = frame
         self.time = time
-        self.action: str | None = None
-        self.output = self.output_time = None
-        self.reason = ""
-        self.detail = ""
-        self.flow: Any = None
-        self.parts = 0       # input fragments its datagram was reassembled from (0: not a reassembled datagram)
-        self.filled = 0      # bytes the snap length cut, filled with zeros
 
     def note(self, text: str) -> None:
         self.detail = f"{self.detail}; {text}" if self.detail else text
@@ -82,21 +85,39 @@ class Row:
         flow = self.flow
         return self.action is not None and (flow is None or flow.se is not None or flow.accounted)
 
-    def cells(self) -> list:
+    def line(self) -> str:
+        """The row as a line of replay.csv (only ``detail`` can hold a comma: ``_csv_field`` quotes it)."""
         flow = self.flow
-        return [self.loop, self.frame, seconds_text(self.time), self.action, self.output or "",
-                "" if self.output_time is None else seconds_text(self.output_time), self.reason, self.detail,
-                flow.number if flow is not None else "", (flow.se or "") if flow is not None else ""]
+        time, output_time = self.time, self.output_time
+        flow_cells = ",," if flow is None else f",{flow.number},{flow.se or ''}"
+        # seconds_text inlined: this runs for every input frame.
+        return (f"{self.loop},{self.frame},{time // NS_PER_S}.{time % NS_PER_S:09d},{self.action},"
+                f"{self.output or ''},"
+                f"{'' if output_time is None else seconds_text(output_time)},{self.reason},"
+                f"{_csv_field(self.detail) if self.detail else ''}{flow_cells}\n")
+
+
+def _csv_field(value) -> str:
+    """``value`` as one CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break."""
+    if not isinstance(value, str):
+        return str(value)
+    if "," in value or '"' in value or "\n" in value or "\r" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 class OrderedRows:
-    """Writes rows in input order although they complete out of order, holding at most ``limit``."""
+    """Writes rows in input order although they complete out of order, holding at most ``limit``.
+
+    Rows are written a batch at a time (``BATCH``): one check per row added, one loop per batch.
+    """
+
+    BATCH = 64
 
     def __init__(self, path: Path, columns: Iterable[str], key: Callable[[Any], tuple], limit: int | None = None):
         self.path = path
         self.handle = open(path, "w", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.handle)
-        self.writer.writerow(columns)
+        self.handle.write(",".join(columns) + "\n")
         self.key = key
         self.limit = MAX_WAITING if limit is None else limit
         self.waiting: deque = deque()
@@ -106,20 +127,21 @@ class OrderedRows:
         self.waiting.append(row)
 
     def flush(self) -> None:
-        waiting, write = self.waiting, self.writer.writerow
+        waiting = self.waiting
+        write = self.handle.write
         while waiting and waiting[0].complete:
-            write(waiting.popleft().cells())
+            write(waiting.popleft().line())
         while len(waiting) > self.limit:
             row = waiting.popleft()
             if row.complete:
-                write(row.cells())
+                write(row.line())
             else:
                 self.set_aside.append(row)
 
     def close(self) -> None:
         """Write what waits (every row is complete by now) and merge the rows set aside into place."""
         for row in self.waiting:
-            self.writer.writerow(row.cells())
+            self.handle.write(row.line())
         self.waiting.clear()
         self.handle.close()
         if self.set_aside:
@@ -132,12 +154,13 @@ class OrderedRows:
         try:
             with open(self.path, newline="", encoding="utf-8") as main, \
                     open(merged, "w", newline="", encoding="utf-8") as out:
-                reader, writer = csv.reader(main), csv.writer(out)
-                writer.writerow(next(reader))
-                late_rows = ((self.key(row), row.cells()) for row in late)
-                main_rows = ((tuple(int(v) for v in cells[:2]), cells) for cells in reader)
-                for _, cells in heapq.merge(main_rows, late_rows, key=lambda pair: pair[0]):
-                    writer.writerow(cells)
+                out.write(main.readline())
+                # Every line of a row set aside comes from line(), and the key columns come first and
+                # are plain integers: merging needs no CSV parsing.
+                late_rows = ((self.key(row), row.line()) for row in late)
+                main_rows = ((tuple(int(v) for v in line.split(",", len(self.key(late[0])))[:-1]), line)
+                             for line in main)
+                out.writelines(line for _, line in heapq.merge(main_rows, late_rows, key=lambda pair: pair[0]))
             os.replace(merged, self.path)
         finally:
             if merged.exists():
@@ -153,8 +176,8 @@ class FlowRow:
     def __init__(self, values: list):
         self.values = values
 
-    def cells(self) -> list:
-        return self.values
+    def line(self) -> str:
+        return ",".join(_csv_field(value) for value in self.values) + "\n"
 
 
 class Account:
@@ -165,15 +188,18 @@ class Account:
         self.flows = OrderedRows(flows_path, FLOW_COLUMNS, lambda row: (row.values[0],))
         self.sent: dict[tuple[int, int], Row] = {}
         self.actions = dict.fromkeys(ACTIONS, 0)
-        self.output_frames = 0
+        #: Segments written to capture.pcapng (set by the replayer), and how many frames crossed them so far.
         self.captured: set[str] = set()
+        self.output_frames = 0
+        self.waiting = self.frames.waiting
 
     # -- rows --------------------------------------------------------------------------
 
     def row(self, loop: int, frame: int, time: int) -> Row:
-        """A new input frame: its row waits in input order until its fate is known."""
+        """A new input frame: its row waits in input order until its fate is known (the replayer
+        does the same inline, appending to ``waiting``)."""
         row = Row(loop, frame, time)
-        self.frames.add(row)
+        self.waiting.append(row)
         return row
 
     def settle(self, row: Row, action: str, reason: str = "", detail: str = "") -> None:
@@ -190,7 +216,8 @@ class Account:
         row.flow.unseen += 1
 
     def observe(self, segment: str, time_ns: int, frame: bytes, comment: str) -> None:
-        """``Network.observers`` entry: count captured frames; settle the input frame a comment names."""
+        """``Network.observers`` entry: counts the captured frames (Wireshark's numbers); the first
+        whose comment names a sent input frame is that frame's output."""
         if segment not in self.captured:
             return
         self.output_frames += 1
@@ -204,7 +231,8 @@ class Account:
         row.output, row.output_time = self.output_frames, time_ns
         if "[DROPPED" in comment:
             row.note("dropped on the wire by port security")
-        self.settle(row, "replayed")
+        row.action = "replayed"
+        self.actions["replayed"] += 1
 
     def flow_settled(self, flow, values: list) -> None:
         """``flow`` is over: frames it sent that never crossed a captured segment are lost."""
@@ -215,10 +243,12 @@ class Account:
             flow.unseen = 0
         flow.accounted = True
         self.flows.add(FlowRow(values))
-
-    def flush(self) -> None:
-        self.frames.flush()
         self.flows.flush()
+
+    def flush(self, now: bool = False) -> None:
+        """Write the rows that are complete, once a batch of them waits (or ``now``)."""
+        if now or len(self.frames.waiting) >= OrderedRows.BATCH:
+            self.frames.flush()
 
     def close(self) -> None:
         for row in list(self.sent.values()):

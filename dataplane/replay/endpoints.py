@@ -18,6 +18,7 @@ as fragments again when it exceeds the MTU, else whole, and says which.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Protocol
 
 from ..l2 import Nic, Segment
@@ -25,10 +26,14 @@ from ..nodes.context import Runtime
 from ..nodes.host import Host
 from ..nodes.server import Server
 from ..wire import arp, frames
-from ..wire.headers import ETH_LEN, ETHERTYPE_IPV4_BYTES, IP_DST, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
+from ..wire.headers import (ETH_LEN, ETHERTYPE_IPV4_BYTES, IP, IP_DST, IP_PROTO, IP_SRC, IPV4_PROTO, PROTO_TCP,
+                            TCP_FLAGS, ZERO_MAC)
 from .account import mark
 from .flow import ReplayFlow
 from .fragments import MTU, fragment
+
+_U16 = struct.Struct("!H")
+_PORTS = struct.Struct("!HH")
 
 
 class FlowDirectory(Protocol):
@@ -45,13 +50,13 @@ class FlowDirectory(Protocol):
 
 def note_for(row: Any) -> str:
     """What the comment of a replayed frame's first captured frame says about its input frame."""
+    if row.loop == 1 and not row.detail:
+        return f"recorded frame {row.frame}"
     return f"{mark(row.frame, row.loop)}, {row.detail}" if row.detail else mark(row.frame, row.loop)
 
 
 def pieces_of(frame: bytes, row: Any) -> list[bytes]:
     """The frames that carry ``frame`` into the network: fragments of a reassembled datagram over the MTU."""
-    if not row.parts:
-        return [frame]
     if len(frame) - ETH_LEN <= MTU:
         row.note("entered whole")
         return [frame]
@@ -93,9 +98,10 @@ class ReplayClients(Host):
         return self.router_nic.mac + self.nic.mac + ETHERTYPE_IPV4_BYTES
 
     def send(self, flow: ReplayFlow, frame: bytes, row: Any) -> None:
-        # The access link is not captured: the router names the input frame in its own comment.
-        pieces = pieces_of(frame, row)
-        note = note_for(row)
+        # The access link is not captured: the router names the input frame in its own comment, and
+        # this frame's own comment is seen by nobody (it says who sent it, cheaply).
+        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        note = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
         notes = self.runtime.notes
         for piece in pieces:
             if piece in notes:  # the same bytes still on their way to the router: it names the first only
@@ -104,7 +110,7 @@ class ReplayClients(Host):
                 note = ""
             elif note:
                 notes[piece] = note
-            self.nic.send(piece, f"{self.name} {note or mark(row.frame, row.loop)} (flow {flow.number})")
+            self.nic.send(piece, self.name)
         if note:
             self.directory.sending(row, len(pieces))
 
@@ -112,12 +118,14 @@ class ReplayClients(Host):
         if not frames.is_ipv4_l4(frame):
             self.drop("replay_client_unsupported")
             return
-        view = frames.FlowView(frame)
-        flow = self.directory.flow_of_client(view.dst, view.dport, view.proto)
+        # The three fields it needs, without a FlowView: this runs for every server packet replayed.
+        l4 = IP + (frame[IP] & 0x0F) * 4
+        proto = frame[IP_PROTO]
+        flow = self.directory.flow_of_client(frame[IP_DST], _U16.unpack_from(frame, l4 + 2)[0], proto)
         if flow is None or flow.outcome is not None:
             self.drop("replay_client_no_flow")
             return
-        flow.arrived_at_client(view.flags)
+        flow.arrived_at_client(frame[l4 + TCP_FLAGS] if proto == PROTO_TCP else 0)
 
 
 class ReplayServer(Server):
@@ -131,20 +139,24 @@ class ReplayServer(Server):
 
     def handle_ip(self, nic, frame: bytes) -> None:
         if not self.failed and frames.is_ipv4_l4(frame) and frame[IP_DST] == self.ip:
-            view = frames.FlowView(frame)
-            if view.dport == self.port:
-                flow = self._flow_for(view)
+            # A replayed flow's packet is found without a FlowView: this runs for every client packet.
+            l4 = IP + (frame[IP] & 0x0F) * 4
+            sport, dport = _PORTS.unpack_from(frame, l4)
+            if dport == self.port:
+                proto = frame[IP_PROTO]
+                flags = frame[l4 + TCP_FLAGS] if proto == PROTO_TCP else 0
+                flow = self.peers.get((frame[IP_SRC], sport, proto))
+                if flow is None or flags & frames.SYN and flow.client.arrived:
+                    flow = self._flow_for(frames.FlowView(frame))
                 if flow is not None:
                     if flow.outcome is None:
-                        flow.arrived_at_server(view.flags)
+                        flow.arrived_at_server(flags)
                     return
         super().handle_ip(nic, frame)
 
     def _flow_for(self, view: frames.FlowView) -> ReplayFlow | None:
+        """The flow a first packet from an SE address and port carries (a new NATed connection)."""
         key = (view.src, view.sport, view.proto)
-        flow = self.peers.get(key)
-        if flow is not None and not (view.flags & frames.SYN and flow.client.arrived):
-            return flow
         # First packet from this SE address and port: the SE's NAT table says which client
         # connection it carries (SNAT changes addresses and ports, never the client's identity there).
         se = self.directory.se_by_backend_ip(view.src)
@@ -171,8 +183,11 @@ class ReplayServer(Server):
             flow.server_side.sent_reset = True
         # The next hop's MAC written now saves send_ip a copy of the frame.
         frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
-        pieces = pieces_of(frame, row)
+        pieces = pieces_of(frame, row) if row.parts else (frame,)
         comment = f"{self.name} {note_for(row)} (flow {flow.number}) {self.endpoint}>{flow.peer_text}"
         self.directory.sending(row, len(pieces))
+        if len(pieces) == 1 and not frame.startswith(ZERO_MAC):   # next hop resolved: send_ip's own fast path
+            self.nic.send(frame, comment)
+            return
         for piece in pieces:
             self.send_ip(self.nic, flow.peer_ip, piece, comment)

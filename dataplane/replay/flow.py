@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..wire import frames
 from ..wire.frames import RST
+from ..wire.headers import ETH_LEN, TCP_FLAGS
 
 
 @dataclass(slots=True)
@@ -98,7 +99,7 @@ class ReplayFlow:
     __slots__ = ("replay", "number", "proto", "client_ip", "client_port", "recorded", "client", "server_side",
                  "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
                  "last_input", "unsent", "rec_client", "rec_server", "loop", "to_vip", "to_peer", "peer_text",
-                 "unseen", "accounted", "first_frame", "last_frame")
+                 "unseen", "accounted", "first_frame", "last_frame", "send_client")
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
                  recorded: str, loop: int = 1):
@@ -129,17 +130,29 @@ class ReplayFlow:
         self.unseen = 0                   # frames sent but not yet seen on a captured segment (account)
         self.accounted = False            # its account row is written: no more SE to wait for
         self.first_frame = self.last_frame = 0
+        #: Puts a client frame on the access link: the clients node's send, bound once (the replayer's
+        #: ``send_from_client`` by default).
+        self.send_client: Any = replay.send_from_client
 
     # -- input side --------------------------------------------------------------
 
     def from_client(self, frame: bytes, row: Any) -> None:
-        self.client.queue.append((frame, self.server_side.read, row))
-        self.client.read += 1
+        client, other = self.client, self.server_side
+        client.read += 1
+        if not client.queue and other.read <= other.arrived and self.outcome is None:
+            self._send_client(frame, row)   # nothing to wait for: the common case skips the queue
+            return
+        client.queue.append((frame, other.read, row))
         self.pump_client()
 
     def from_server(self, packet: bytes, row: Any) -> None:
-        self.server_side.queue.append((packet, self.client.read, row))
-        self.server_side.read += 1
+        side, other = self.server_side, self.client
+        side.read += 1
+        if not side.queue and other.read <= other.arrived and self.server is not None and self.outcome is None:
+            side.sent += 1
+            self.server.send_recorded(self, packet, row)
+            return
+        side.queue.append((packet, other.read, row))
         self.pump_server()
 
     def not_sent(self, from_client: bool, row: Any) -> None:
@@ -152,13 +165,17 @@ class ReplayFlow:
     # -- sending -----------------------------------------------------------------
 
     def pump_client(self) -> None:
-        side, queue = self.client, self.client.queue
+        queue = self.client.queue
         while queue and queue[0][1] <= self.server_side.arrived and self.outcome is None:
             frame, _, row = queue.popleft()
-            side.sent += 1
-            if self.proto == frames.PROTO_TCP and frames.tcp_flags(frame) & RST:
-                side.sent_reset = True
-            self.replay.send_from_client(self, frame, row)
+            self._send_client(frame, row)
+
+    def _send_client(self, frame: bytes, row: Any) -> None:
+        side = self.client
+        side.sent += 1
+        if self.proto == frames.PROTO_TCP and frame[ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4 + TCP_FLAGS] & RST:
+            side.sent_reset = True
+        self.send_client(self, frame, row)
 
     def pump_server(self) -> None:
         side, queue = self.server_side, self.server_side.queue

@@ -98,8 +98,13 @@ def ipv4_packet(raw: bytes, cut: bool, skip_cut: bool = False) -> tuple[bytes | 
         packet = raw + bytes(filled)
     else:
         packet = raw if len(raw) == total else raw[:total]
-    if not fragment and transport_problem(packet) is not None:
-        return None, "malformed", 0
+    if not fragment:
+        # transport_problem, inlined for the common TCP packet.
+        if proto == frames.PROTO_TCP:
+            if total < ihl + 20 or not 20 <= (packet[ihl + 12] >> 4) * 4 <= total - ihl:
+                return None, "malformed", 0
+        elif total < ihl + 8:
+            return None, "malformed", 0
     return packet, None, filled
 
 
@@ -175,7 +180,8 @@ def _null(data: bytes) -> Decoded:
     return (None, "ipv6") if family in (10, 24, 28, 30) else (None, "not_ip")
 
 
-_DECODERS: dict[int, Callable[[bytes], Decoded]] = {
+#: Link type -> decoder (``decoder_for``); the replayer reads it directly on its per-frame path.
+DECODERS: dict[int, Callable[[bytes], Decoded]] = {
     cr.LINKTYPE_ETHERNET: _ethernet, cr.LINKTYPE_LINUX_SLL: _sll, cr.LINKTYPE_LINUX_SLL2: _sll2,
     cr.LINKTYPE_RAW: _raw, cr.LINKTYPE_IPV4: _raw, LINKTYPE_NULL: _null, LINKTYPE_LOOP: _null,
     cr.LINKTYPE_IPV6: lambda data: (None, "ipv6"),
@@ -187,11 +193,11 @@ LINKTYPE_NAMES = {cr.LINKTYPE_ETHERNET: "Ethernet", cr.LINKTYPE_LINUX_SLL: "Linu
 
 
 def decoder_for(linktype: int) -> Callable[[bytes], Decoded] | None:
-    return _DECODERS.get(linktype)
+    return DECODERS.get(linktype)
 
 
 def supported_linktypes() -> str:
-    return ", ".join(f"{LINKTYPE_NAMES[t]} ({t})" for t in sorted(_DECODERS))
+    return ", ".join(f"{LINKTYPE_NAMES[t]} ({t})" for t in sorted(DECODERS))
 
 
 # -- up-front checks ----------------------------------------------------------------
@@ -244,7 +250,7 @@ class InterfaceChoice:
         """Why ``record`` is not replayed on account of its interface, or None."""
         if self.wanted is not None and not self.takes(record.interface, record.interface_name):
             return "other_interface"
-        return None if record.linktype in _DECODERS else "unsupported_link_type"
+        return None if record.linktype in DECODERS else "unsupported_link_type"
 
 
 # -- which flows are the VS's --------------------------------------------------

@@ -59,6 +59,9 @@ class RecordedFlows:
         self.reserved = reserved
         self.open: OrderedDict = OrderedDict()     # key -> ReplayFlow or SkippedFlow, least recent first
         self.closing: OrderedDict = OrderedDict()  # key -> ReplayFlow closed in the recording
+        #: No entry can expire before this recorded time: the oldest entries' deadlines when last looked
+        #: at (entries only ever join at the recent end, so the bound holds until they are looked at again).
+        self.next_expiry = 0
 
     def lookup(self, packet: bytes, loop: int, rec: int, row: Any):
         """The replayed flow ``packet`` belongs to, as (flow, from_client, flags, key), or None when the
@@ -167,18 +170,23 @@ class RecordedFlows:
     # -- forgetting ----------------------------------------------------------------------
 
     def expire(self, rec: int) -> None:
-        """Forget closed flows past their linger and idle flows past the idle timeout (recorded time)."""
+        """Forget closed flows past their linger and idle flows past the idle timeout (recorded time);
+        callers may skip the call while ``rec <= next_expiry``."""
+        deadline = rec + CLOSE_LINGER
         for table, linger in ((self.closing, CLOSE_LINGER), (self.open, IDLE_TIMEOUT)):
             while table:
                 key, entry = next(iter(table.items()))
                 if entry.last_input + linger >= rec:
+                    deadline = min(deadline, entry.last_input + linger)
                     break
                 del table[key]
                 if isinstance(entry, ReplayFlow):
                     self.owner.input_finished(entry)
+        self.next_expiry = deadline
 
     def clear(self) -> None:
         """The input of this loop is over: every flow's input is finished."""
+        self.next_expiry = 0
         for table in (self.closing, self.open):
             for entry in table.values():
                 if isinstance(entry, ReplayFlow):

@@ -41,7 +41,7 @@ from ..wire import capture_reader, frames
 from ..wire.frames import FIN, RST
 from . import input as rin
 from . import report, repair
-from .account import Account, Row
+from .account import Account, OrderedRows, Row
 from .endpoints import ReplayClients, ReplayServer
 from .flow import ReplayFlow
 from .fragments import Reassembler
@@ -56,6 +56,7 @@ RUN_STEP = NS_PER_S // 10
 MAX_FLOW_DETAILS = 100
 PROGRESS_EVERY = 2048
 MAX_VIRTUAL_NS = MAX_VIRTUAL_SECONDS * NS_PER_S
+BATCH = OrderedRows.BATCH
 
 
 class Replayer:
@@ -68,6 +69,7 @@ class Replayer:
         self.options = options = options or ReplayOptions()
         self.account = account
         self.on_progress = on_progress
+        self._waiting = account.waiting
         self.clients: ReplayClients | None = None
         self._ses_by_ip: dict[bytes, object] = {}
         self._flows_by_client: dict[tuple[bytes, int, int], ReplayFlow] = {}
@@ -155,7 +157,8 @@ class Replayer:
         self.clients.send(flow, frame, row)
 
     def sending(self, row: Row, frames_sent: int) -> None:
-        self.account.sending(row)
+        self.account.sent[(row.loop, row.frame)] = row   # Account.sending, inlined: once per replayed packet
+        row.flow.unseen += 1
         if row.parts:
             self.entered["whole" if frames_sent == 1 else "as_fragments"] += 1
 
@@ -217,8 +220,11 @@ class Replayer:
         self.last_input_ns = now
         if self.on_progress is not None and self.input_packets % PROGRESS_EVERY == 0:
             self.on_progress(record.offset)
-        self._handle(loop, record, self.account.row(loop + 1, record.number, record.time_ns))
-        self.account.flush()
+        row = Row(loop + 1, record.number, record.time_ns)   # Account.row, inlined
+        self._waiting.append(row)
+        self._handle(loop, record, row)
+        if len(self._waiting) >= BATCH:
+            self.account.flush(now=True)
         if self.input_error is not None:
             self._end_input()
         elif self._backlog() > MAX_BACKLOG:
@@ -249,11 +255,13 @@ class Replayer:
     # -- one input frame -----------------------------------------------------------------
 
     def _handle(self, loop: int, record: capture_reader.Record, row: Row) -> None:
-        reason = self.interfaces.skip_reason(record)
-        if reason is not None:
-            self.skip(row, reason)
-            return
-        raw, reason = rin.decoder_for(record.linktype)(record.data)
+        decode = rin.DECODERS.get(record.linktype)
+        if decode is None or self.options.interface is not None:
+            reason = self.interfaces.skip_reason(record)
+            if reason is not None:
+                self.skip(row, reason)
+                return
+        raw, reason = decode(record.data)
         if raw is None:
             self.skip(row, reason)
             return
@@ -265,9 +273,11 @@ class Replayer:
         # Recorded time never runs backwards within a loop (a merged capture may be slightly out of order).
         rec = record.time_ns if loop != self._rec_loop else max(record.time_ns, self._last_rec)
         self._last_rec, self._rec_loop = rec, loop
-        self.flows.expire(rec)
-        for outcome in self.reassembler.expire(rec):
-            self._discard_fragments(outcome.tokens, outcome.reason)
+        if rec > self.flows.next_expiry:
+            self.flows.expire(rec)
+        if self.reassembler.queues:
+            for outcome in self.reassembler.expire(rec):
+                self._discard_fragments(outcome.tokens, outcome.reason)
         parts = ()
         if packet[6] & 0x3F or packet[7]:
             packet, parts = self._reassemble(packet, rec, row, loop)
@@ -318,7 +328,12 @@ class Replayer:
             if self.timeline_origin is None:
                 self._align_timeline(now)
         self.last_replayed_ns = now
-        packet = self._repair(packet, row)
+        if row.filled or row.parts:
+            packet = self._repair(packet, row)
+        else:   # the common packet: verify (and fix) its checksums, nothing else to repair
+            wrong = repair.check_checksums(packet)
+            if wrong:
+                packet = self._fix(packet, wrong, row)
         if flags & (FIN | RST):
             self.flows.closing_flags(key, flow, from_client, flags)
         if flow.outcome is not None:
@@ -338,15 +353,16 @@ class Replayer:
             row.note(f"{row.filled} bytes cut by the snap length filled with zeros")
             self.snaplen_filled += 1
         wrong = repair.check_checksums(packet)
-        if wrong:
-            keep = self.options.keep_checksums
-            counts = self.checksums_kept if keep else self.checksums_fixed
-            for checksum in wrong:
-                counts[checksum.protocol] += 1
-                row.note(checksum.describe(fixed=not keep))
-            if not keep:
-                packet = repair.fix_checksums(packet, wrong)
-        return packet
+        return self._fix(packet, wrong, row) if wrong else packet
+
+    def _fix(self, packet: bytes, wrong: list, row: Row) -> bytes:
+        """Fix the wrong checksums (or keep them with --keep-checksums), count them and say so."""
+        keep = self.options.keep_checksums
+        counts = self.checksums_kept if keep else self.checksums_fixed
+        for checksum in wrong:
+            counts[checksum.protocol] += 1
+            row.note(checksum.describe(fixed=not keep))
+        return packet if keep else repair.fix_checksums(packet, wrong)
 
     def open_flow(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, client_ip: bytes, loop: int,
                   row: Row) -> ReplayFlow:
@@ -358,6 +374,7 @@ class Replayer:
         flow.rec_client, flow.rec_server = (src, sport), (dst, dport)
         flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, vs.vip, vs.port, ttl_decrement=0)
         flow.first_frame = row.frame
+        flow.send_client = self.clients.send
         old = self._flows_by_client.get((client_ip, sport, proto))
         if old is not None:      # the same client 4-tuple reopened before the old flow settled
             old.reset("replaced by a new recorded flow on the same client address and port")

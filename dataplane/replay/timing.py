@@ -52,17 +52,15 @@ class Pacer:
         elif opts.topspeed:
             at = self.last_due
         else:
-            at = self._recorded(recorded_ns)
+            # Recorded time never runs backwards within a loop (a capture merged out of order is
+            # replayed in file order, each frame no earlier than the one before it).
+            if self.loop_first is None:
+                self.loop_first = self.last_recorded = recorded_ns
+                self.loop_base = self.last_due
+            if recorded_ns > self.last_recorded:
+                self.last_recorded = recorded_ns
+            at = self.loop_base + int((self.last_recorded - self.loop_first) / opts.speed)
         self.frames += 1
-        self.last_due = at = max(at, self.last_due)
-        return at
-
-    def _recorded(self, recorded_ns: int) -> int:
-        # Recorded time never runs backwards within a loop (a capture merged out of order is
-        # replayed in file order, each frame no earlier than the one before it).
-        if self.loop_first is None:
-            self.loop_first = self.last_recorded = recorded_ns
-            self.loop_base = self.last_due
-        rec = max(recorded_ns, self.last_recorded)
-        self.last_recorded = rec
-        return self.loop_base + int((rec - self.loop_first) / self.options.speed)
+        if at > self.last_due:
+            self.last_due = at
+        return self.last_due
