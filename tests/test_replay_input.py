@@ -268,7 +268,7 @@ def test_pps_and_mbps_give_every_input_frame_its_slot_in_virtual_time(tmp_path, 
         if row["action"] == "replayed":
             # The router forwards a client frame one access-link latency after its slot; a server
             # sends its frame in its slot (everything it answers arrived long before).
-            late = float(row["output_time"]) - slots[int(row["frame"])]
+            late = int(row["output_time_ns"]) / 1e9 - slots[int(row["frame"])]
             assert 0 <= late <= 100e-6, (row, late)
 
 

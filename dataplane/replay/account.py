@@ -33,22 +33,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..clock import NS_PER_S
 
-FRAME_COLUMNS = ("loop", "frame", "time", "action", "output_frame", "output_time", "reason", "detail", "flow",
-                 "se")
+#: Times are integer nanoseconds: exact, and a tenth of the cost of decimal seconds to write per frame.
+FRAME_COLUMNS = ("loop", "frame", "time_ns", "action", "output_frame", "output_time_ns", "reason", "detail",
+                 "flow", "se")
 FLOW_COLUMNS = ("flow", "loop", "recorded", "client", "protocol", "se", "server", "outcome", "reason",
                 "client_packets", "server_packets", "first_frame", "last_frame")
 ACTIONS = ("replayed", "skipped", "reassembled", "not_sent", "lost")
 MAX_WAITING = 65536
 _MARK = re.compile(r"recorded frame (\d+)(?: of loop (\d+))?")
-
-
-def seconds_text(ns: int) -> str:
-    """Integer nanoseconds as exact decimal seconds (a float would lose the nanoseconds of an epoch time)."""
-    if ns < 0:
-        return "-" + seconds_text(-ns)
-    return "%d.%09d" % divmod(ns, NS_PER_S)
 
 
 def mark(number: int, loop: int) -> str:
@@ -88,12 +81,10 @@ class Row:
     def line(self) -> str:
         """The row as a line of replay.csv (only ``detail`` can hold a comma: ``_csv_field`` quotes it)."""
         flow = self.flow
-        time, output_time = self.time, self.output_time
+        output_time = self.output_time
         flow_cells = ",," if flow is None else f",{flow.number},{flow.se or ''}"
-        # seconds_text inlined: this runs for every input frame.
-        return (f"{self.loop},{self.frame},{time // NS_PER_S}.{time % NS_PER_S:09d},{self.action},"
-                f"{self.output or ''},"
-                f"{'' if output_time is None else seconds_text(output_time)},{self.reason},"
+        return (f"{self.loop},{self.frame},{self.time},{self.action},{self.output or ''},"
+                f"{'' if output_time is None else output_time},{self.reason},"
                 f"{_csv_field(self.detail) if self.detail else ''}{flow_cells}\n")
 
 
@@ -129,7 +120,12 @@ class OrderedRows:
     def flush(self) -> None:
         waiting = self.waiting
         write = self.handle.write
-        while waiting and waiting[0].complete:
+        while waiting:
+            row = waiting[0]
+            # Row.complete, inlined for the common row (a flow row is always complete).
+            flow = row.flow
+            if row.action is None or not (flow is None or flow.se is not None or flow.accounted):
+                break
             write(waiting.popleft().line())
         while len(waiting) > self.limit:
             row = waiting.popleft()
@@ -172,6 +168,8 @@ class FlowRow:
 
     __slots__ = ("values",)
     complete = True
+    action = "settled"
+    flow = None
 
     def __init__(self, values: list):
         self.values = values
@@ -190,6 +188,7 @@ class Account:
         self.actions = dict.fromkeys(ACTIONS, 0)
         #: Segments written to capture.pcapng (set by the replayer), and how many frames crossed them so far.
         self.captured: set[str] = set()
+        self.uncaptured: str | None = None   # the segment most frames cross uncaptured: one identity test
         self.output_frames = 0
         self.waiting = self.frames.waiting
 
@@ -218,7 +217,7 @@ class Account:
     def observe(self, segment: str, time_ns: int, frame: bytes, comment: str) -> None:
         """``Network.observers`` entry: counts the captured frames (Wireshark's numbers); the first
         whose comment names a sent input frame is that frame's output."""
-        if segment not in self.captured:
+        if segment is self.uncaptured or segment not in self.captured:
             return
         self.output_frames += 1
         if "recorded frame " not in comment:

@@ -100,9 +100,14 @@ class ReplayClients(Host):
     def send(self, flow: ReplayFlow, frame: bytes, row: Any) -> None:
         # The access link is not captured: the router names the input frame in its own comment, and
         # this frame's own comment is seen by nobody (it says who sent it, cheaply).
-        pieces = pieces_of(frame, row) if row.parts else (frame,)
-        note = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
         notes = self.runtime.notes
+        if not row.parts and frame not in notes:   # the common frame, without the loop below
+            notes[frame] = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
+            self.nic.send(frame, self.name)
+            self.directory.sending(row, 1)
+            return
+        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        note = note_for(row)
         for piece in pieces:
             if piece in notes:  # the same bytes still on their way to the router: it names the first only
                 self.directory.untold(row, f"byte-identical to the frame of {notes[piece].split(',')[0]}, "
@@ -184,7 +189,8 @@ class ReplayServer(Server):
         # The next hop's MAC written now saves send_ip a copy of the frame.
         frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
         pieces = pieces_of(frame, row) if row.parts else (frame,)
-        comment = f"{self.name} {note_for(row)} (flow {flow.number}) {self.endpoint}>{flow.peer_text}"
+        note = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
+        comment = f"{self.name} {note} (flow {flow.number}) {self.endpoint}>{flow.peer_text}"
         self.directory.sending(row, len(pieces))
         if len(pieces) == 1 and not frame.startswith(ZERO_MAC):   # next hop resolved: send_ip's own fast path
             self.nic.send(frame, comment)

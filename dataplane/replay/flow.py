@@ -191,7 +191,8 @@ class ReplayFlow:
             self.reset("reset toward the server by the emulated network")
             return
         self.client.arrived += 1
-        self.pump_server()
+        if self.server_side.queue:
+            self.pump_server()
         self.replay.progressed(self)
 
     def arrived_at_client(self, flags: int) -> None:
@@ -199,7 +200,8 @@ class ReplayFlow:
             self.reset("reset toward the client by the emulated network")
             return
         self.server_side.arrived += 1
-        self.pump_client()
+        if self.client.queue:
+            self.pump_client()
         self.replay.progressed(self)
 
     def reset(self, why: str) -> None:

@@ -139,6 +139,7 @@ class Replayer:
         net.runtime.verify_checksums = self.options.keep_checksums
         net.controller.timeline_deferred = self.timeline_origin is None
         self.account.captured = {name for name, segment in net.segments.items() if segment.index >= 0}
+        self.account.uncaptured = next((name for name in net.segments if name not in self.account.captured), None)
         net.observers.append(self.account.observe)
 
     # -- what the endpoints ask --------------------------------------------------------
@@ -265,11 +266,15 @@ class Replayer:
         if raw is None:
             self.skip(row, reason)
             return
-        packet, reason, row.filled = rin.ipv4_packet(raw, record.orig_len > len(record.data),
-                                                     self.options.skip_truncated_frames)
-        if packet is None:
-            self.skip(row, reason)
-            return
+        if raw[0] == 0x45 and raw[9] == 6 and len(raw) == (raw[2] << 8 | raw[3]) >= 40 and not raw[6] & 0x3F \
+                and not raw[7] and 20 <= (raw[32] >> 4) * 4 <= len(raw) - 20:
+            packet = raw   # ipv4_packet's verdict on the common frame: a whole, unfragmented TCP segment
+        else:
+            packet, reason, row.filled = rin.ipv4_packet(raw, record.orig_len > len(record.data),
+                                                         self.options.skip_truncated_frames)
+            if packet is None:
+                self.skip(row, reason)
+                return
         # Recorded time never runs backwards within a loop (a merged capture may be slightly out of order).
         rec = record.time_ns if loop != self._rec_loop else max(record.time_ns, self._last_rec)
         self._last_rec, self._rec_loop = rec, loop

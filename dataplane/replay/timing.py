@@ -29,6 +29,7 @@ class Pacer:
 
     def __init__(self, options: ReplayOptions, start_ns: int):
         self.options = options
+        self.recorded = not options.topspeed and options.pps is None and options.mbps is None
         self.start = start_ns
         self.frames = 0            # input frames paced so far, every loop
         self.bits = 0              # their captured bits (``--mbps``)
@@ -44,14 +45,7 @@ class Pacer:
     def due(self, recorded_ns: int, length: int) -> int:
         """Virtual time the next input frame (recorded at ``recorded_ns``, ``length`` bytes) is due."""
         opts = self.options
-        if opts.pps is not None:
-            at = self.start + round(self.frames * NS_PER_S / opts.pps)
-        elif opts.mbps is not None:
-            self.bits += 8 * length
-            at = self.start + round(self.bits * 1000 / opts.mbps)   # bits / (mbps * 1e6) s, in ns
-        elif opts.topspeed:
-            at = self.last_due
-        else:
+        if self.recorded:
             # Recorded time never runs backwards within a loop (a capture merged out of order is
             # replayed in file order, each frame no earlier than the one before it).
             if self.loop_first is None:
@@ -60,6 +54,13 @@ class Pacer:
             if recorded_ns > self.last_recorded:
                 self.last_recorded = recorded_ns
             at = self.loop_base + int((self.last_recorded - self.loop_first) / opts.speed)
+        elif opts.pps is not None:
+            at = self.start + round(self.frames * NS_PER_S / opts.pps)
+        elif opts.mbps is not None:
+            self.bits += 8 * length
+            at = self.start + round(self.bits * 1000 / opts.mbps)   # bits / (mbps * 1e6) s, in ns
+        else:   # topspeed
+            at = self.last_due
         self.frames += 1
         if at > self.last_due:
             self.last_due = at
