@@ -25,8 +25,6 @@ already in memory) and merged back into place when the file is finished.
 
 from __future__ import annotations
 
-import csv
-import heapq
 import os
 import re
 from collections import deque
@@ -144,6 +142,7 @@ class OrderedRows:
             self._merge()
 
     def _merge(self) -> None:
+        import heapq  # only a replay that set rows aside merges
         late = sorted(self.set_aside, key=self.key)
         self.set_aside = []
         merged = self.path.with_name(self.path.name + ".merge")
@@ -268,6 +267,7 @@ def skipped_by_reason(path: Path, limit: int = 10_000) -> dict[str, tuple[int, l
     At most ``limit`` runs are kept per reason (the count stays exact), so a capture of millions of
     scattered skipped frames is listed in bounded memory.
     """
+    import csv  # only --list-skipped reads the account back
     groups: dict[str, tuple[int, list]] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)

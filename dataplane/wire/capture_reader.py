@@ -23,11 +23,9 @@ what is whole.
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -96,6 +94,8 @@ class _Stream:
 
 
     def _more(self, size: int) -> bytes:
+        import gzip  # only a compressed capture needs them (and _more runs once a chunk)
+        import zlib
         if self.broken:
             return b""
         try:
@@ -121,6 +121,7 @@ def open_capture(path, on_interface: InterfaceHook | None = None) -> Iterator[Re
         first = f.read(_CHUNK)
         read = f.read
         if first[:2] == b"\x1f\x8b":
+            import gzip  # imported here: plain captures, the common case, never load it
             f.seek(0)
             # read1: one decompression step a call, so an early end of the compressed stream
             # (EOFError) never swallows data already decompressed.
