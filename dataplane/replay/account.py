@@ -118,13 +118,15 @@ class OrderedRows:
     def flush(self) -> None:
         waiting = self.waiting
         write = self.handle.write
+        lines = []
         while waiting:
             row = waiting[0]
             # Row.complete, inlined for the common row (a flow row is always complete).
             flow = row.flow
             if row.action is None or not (flow is None or flow.se is not None or flow.accounted):
                 break
-            write(waiting.popleft().line())
+            lines.append(waiting.popleft().line())
+        write("".join(lines))   # one write a batch: the text layer's cost is per call
         while len(waiting) > self.limit:
             row = waiting.popleft()
             if row.complete:

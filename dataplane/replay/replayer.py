@@ -228,8 +228,8 @@ class Replayer:
             self.account.flush(now=True)
         if self.input_error is not None:
             self._end_input()
-        elif self._backlog() > MAX_BACKLOG:
-            self._paused_at = now
+        elif self.accepted - self.arrived_total - self.unsent_total - self._dead - self._backlog_floor > MAX_BACKLOG:
+            self._paused_at = now   # (the test is _backlog(), inlined: it runs for every input frame)
             self._wake = now + PAUSE_POLL
             self.sim.after(PAUSE_POLL, self._poll)
         else:
