@@ -2,7 +2,8 @@
 Output files written all or nothing.
 
 ``write_outputs`` writes a run's ``capture.pcapng``, ``events.jsonl`` and
-``summary.json`` under temporary names in the output folder and renames
+``summary.json`` (and any extra outputs the caller names, such as replay's
+per-frame account) under temporary names in the output folder and renames
 them only when the run has finished, so an interrupted or failed run never
 leaves a half-written file behind a good name, nor a folder it made and
 left empty (``run``, ``demo`` and ``replay`` use it).  Nothing is written
@@ -20,29 +21,34 @@ import re
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable, Sequence
 
 OUTPUTS = ("capture.pcapng", "events.jsonl", "summary.json")
 
 
-def write_outputs(out_dir: str | os.PathLike,
-                  run: Callable[[BinaryIO, Callable[[dict], None], ExitStack], dict]) -> dict:
+def write_outputs(out_dir: str | os.PathLike, run: Callable[..., dict], extra: Sequence[str] = ()) -> dict:
     """Call ``run(capture_file, on_event, stack)`` with the outputs open under temporary names.
 
-    Only when ``run`` returns are the files renamed into place (with the summary it
-    returned); if it raises, every temporary file is removed and no good name is touched.
+    With ``extra`` output names, ``run`` gets a fourth argument: ``{name: temporary path}``, a
+    file for each to write as it likes (it exists, empty).  Only when ``run`` returns are the
+    files renamed into place (with the summary it returned); if it raises, every temporary
+    file is removed and no good name is touched.
     """
     out = Path(out_dir)
     made = _make_folder(out)
+    names = OUTPUTS + tuple(extra)
     temps: dict[str, Path] = {}
     finished = False
     try:
-        temps = {name: temp_output_path(out, name) for name in OUTPUTS}
+        temps = {name: temp_output_path(out, name) for name in names}
         with ExitStack() as stack:
             capture = stack.enter_context(open(temps["capture.pcapng"], "wb", buffering=1 << 20))
             events = stack.enter_context(open(temps["events.jsonl"], "w", encoding="utf-8"))
-            summary = run(capture, lambda event: events.write(json.dumps(event) + "\n"), stack)
-            summary["outputs"] = {name: str(out / name) for name in OUTPUTS}
+            args: tuple = (capture, lambda event: events.write(json.dumps(event) + "\n"), stack)
+            if extra:
+                args += ({name: temps[name] for name in extra},)
+            summary = run(*args)
+            summary["outputs"] = {name: str(out / name) for name in names}
         with open(temps["summary.json"], "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
             handle.write("\n")

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from dataplane.testing import check, multihop
 from dataplane import scenario as scenario_mod
 from dataplane.emulation import run_scenario
 
 GATE_FILTER = check.GATE_FILTER
+
+# CI runs the same examples every time (a failure found once is found again, and a green run stays green);
+# HYPOTHESIS_PROFILE=explore searches anew, with more examples, when you hunt for bugs.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BASE = {
     "name": "test-4se",

@@ -302,3 +302,74 @@ def test_capture_info_of_a_classic_pcap(tmp_path):
     assert len(list(open_capture(tmp_path / "one.pcap", info))) == 1
     assert len(info.sections) == 1 and info.sections[0].interfaces[0].linktype == LINKTYPE_ETHERNET
     assert info.names == {} and info.sections[0].interfaces[0].name is None
+
+
+# -- gzip, special files, interfaces ---------------------------------------------------------
+
+def _pcap_bytes(tmp_path, count=40):
+    path = tmp_path / "plain.pcap"
+    wrpcap(str(path), [_eth(k) for k in range(count)])
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_gzip_compressed_captures_stream_like_plain_ones(tmp_path, kind):
+    import gzip
+    plain = tmp_path / f"c.{kind}"
+    if kind == "pcap":
+        plain.write_bytes(_pcap_bytes(tmp_path))
+    else:
+        wrpcapng(str(plain), [_eth(k) for k in range(40)])
+    packed = tmp_path / f"c.{kind}.gz"
+    # Two gzip members, as `cat a.gz b.gz` makes: one stream of bytes once decompressed.
+    data = plain.read_bytes()
+    packed.write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]))
+    assert [(r.data, r.time_ns, r.offset) for r in read_all(packed)] == \
+        [(r.data, r.time_ns, r.offset) for r in read_all(plain)]
+
+
+def test_a_cut_or_corrupt_gzip_stream_fails_after_the_whole_records(tmp_path):
+    import gzip
+    data = _pcap_bytes(tmp_path)
+    packed = gzip.compress(data, mtime=0)  # no wall clock in the bytes: the same test each run
+    (tmp_path / "cut.pcap.gz").write_bytes(packed[:len(packed) // 2])
+    got, err = _records_then_error(tmp_path / "cut.pcap.gz")
+    assert 0 < len(got) < 40 and err.frame_number == len(got) + 1
+    assert err.args[0].startswith(f"cut.pcap.gz (uncompressed): frame {len(got) + 1} at byte ")
+    assert "truncated: the compressed stream ends before its end marker" in str(err)
+    corrupt = bytearray(packed)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (tmp_path / "bad.pcap.gz").write_bytes(bytes(corrupt))
+    got, err = _records_then_error(tmp_path / "bad.pcap.gz")
+    assert "corrupt compressed data" in str(err) and "truncated" not in str(err)
+    # Cut exactly after a whole record: every record, then the early end is still reported.
+    (tmp_path / "edge.pcap.gz").write_bytes(gzip.compress(data, mtime=0)[:-8])   # the gzip trailer is missing
+    got, err = _records_then_error(tmp_path / "edge.pcap.gz")
+    assert len(got) == 40 and err.frame_number == 41 and "compressed stream ends" in str(err)
+
+
+def test_special_files_are_refused_before_any_read(tmp_path):
+    import os
+    fifo = tmp_path / "pipe.pcap"
+    os.mkfifo(fifo)   # nobody writes: a blocking open would never return
+    with pytest.raises(CaptureError, match=r"pipe.pcap: not a regular file \(a FIFO\)"):
+        read_all(fifo)
+    with pytest.raises(CaptureError, match=r"zero: not a regular file \(a device\)"):
+        read_all("/dev/zero")
+    with pytest.raises(CaptureError, match=r"not a regular file \(a directory\)"):
+        read_all(tmp_path)
+
+
+def test_every_interface_is_reported_as_it_is_defined(tmp_path):
+    path = tmp_path / "i.pcapng"
+    with PcapngWriter(path) as w:
+        w.add_interface("eth0")
+        w.add_interface("usb", linktype=220)
+        w.write_frame(1, 0, b"\x00" * 20)
+    seen = []
+    (rec,) = list(open_capture(path, on_interface=lambda *i: seen.append(i)))
+    assert seen == [(0, 0, 1, "eth0"), (0, 1, 220, "usb")] and rec.interface == 1
+    (tmp_path / "p.pcap").write_bytes(_pcap_bytes(tmp_path, 1))
+    seen.clear()
+    list(open_capture(tmp_path / "p.pcap", on_interface=lambda *i: seen.append(i)))
+    assert seen == [(0, 0, LINKTYPE_ETHERNET, None)]

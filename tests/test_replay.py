@@ -14,7 +14,7 @@ from dataplane.wire import capture_reader
 from dataplane import scenario as scenario_mod
 from dataplane.wire.pcapng import PcapngWriter
 from dataplane.replay import ReplayOptions
-from dataplane.replay import run_replay
+from dataplane.replay import PROXY_FALLBACK, run_replay
 from conftest import assert_passes_gate, fields, scenario_dict, tshark
 
 REAL = Path(__file__).parent.parent / "pcaps" / "real" / "curl-http-server.pcap"
@@ -83,7 +83,7 @@ def test_real_capture_replays_every_flow_cleanly(tmp_path):
     rep = summary["replay"]
     assert rep["input_packets"] == REAL_PACKETS == rep["replayed_packets"] + rep["skipped_packets"]
     assert summary["skipped"] == {"not_ip": REAL_ARP}
-    assert rep["flows"] == {"total": REAL_FLOWS, "completed": REAL_FLOWS, "reset": 0, "stalled": 0}
+    assert rep["flows"] == {"total": REAL_FLOWS, "completed": REAL_FLOWS, "open_at_end": 0, "reset": 0, "stalled": 0}
     assert summary["flows"]["completed"] == REAL_FLOWS
     assert rep["packets"]["arrived"] == rep["packets"]["sent"] == REAL_PACKETS - REAL_ARP
     assert sum(summary["flows_by_se"].values()) == REAL_FLOWS
@@ -172,7 +172,7 @@ def _odd_packets():
     mid = frames.tcp_frame(mac_b, mac_a, a, b, 5002, 80, 100, 200, frames.ACK, b"late")
     ssh = frames.tcp_frame(mac_b, mac_a, a, b, 5003, 22, 1, 0, frames.SYN)
     front = frames.tcp_frame(mac_b, mac_a, frames.ip_bytes("10.10.0.50"), b, 5004, 80, 1, 0, frames.SYN)
-    return {"not_vs_protocol": udp80, "other_protocol": icmp, "ip_fragment": bytes(frag), "ipv6": ipv6,
+    return {"not_vs_protocol": udp80, "other_protocol": icmp, "fragment_incomplete": bytes(frag), "ipv6": ipv6,
             "mid_flow": mid, "not_selected": ssh, "client_address_unusable": front}
 
 
@@ -192,6 +192,7 @@ def test_every_packet_not_replayed_is_counted_by_reason(tmp_path, capsys):
     code = _cli(tmp_path, path, "--out", str(tmp_path / "cli"))
     printed = capsys.readouterr().out
     assert code == 0
+    assert_passes_gate(tmp_path / "cli" / "capture.pcapng")
     for reason in odd:
         assert f"[{reason}]" in printed
 
@@ -199,11 +200,11 @@ def test_every_packet_not_replayed_is_counted_by_reason(tmp_path, capsys):
 def test_port_map_and_match_choose_other_flows(tmp_path):
     path = tmp_path / "p8000.pcap"
     replay_synth.write_pcap(path, replay_synth.http_flows(3, data_segments=1, port=8000))
-    default = replay(tmp_path, path, "default", gate=False)
+    default = replay(tmp_path, path, "default")
     assert default["replay"]["flows"]["total"] == 0 and default["skipped"] == {"not_selected": 27}
     mapped = replay(tmp_path, path, "mapped", port_map=(8000,))
     assert mapped["replay"]["flows"]["completed"] == 3
-    from dataplane.replay.input import parse_match
+    from dataplane.replay.options import parse_match
     matched = replay(tmp_path, path, "matched", matches=(parse_match("client=198.18.0.2,server=*:8000"),))
     assert matched["replay"]["flows"]["completed"] == 1
     assert matched["skipped"] == {"not_selected": 18}
@@ -243,6 +244,8 @@ def test_truncated_capture_replays_whole_frames_then_exits_2(tmp_path, capsys):
     assert summary["replay"]["input_error"]
     assert _cli(tmp_path, path, "--out", str(tmp_path / "ok"), "--allow-truncated") == 0
     assert capsys.readouterr().err == ""   # stderr is no TTY here: no progress bar either
+    assert_passes_gate(out / "capture.pcapng")
+    assert_passes_gate(tmp_path / "ok" / "capture.pcapng")
 
 
 @pytest.mark.parametrize("kind", ["text", "linktype", "empty"])
@@ -289,3 +292,12 @@ def test_scale_out_in_the_middle_of_a_recorded_capture(tmp_path):
     assert by_loop[0] == by_loop[1] == {"se-1"}
     assert by_loop[3] | by_loop[4] == {"se-1", joined[0]["se"]}, by_loop
     assert_clean_per_hop(summary["_out"] / "capture.pcapng", summary, tmp_path)
+
+
+def test_a_tcp_proxy_vs_is_replayed_on_the_fast_path_and_the_summary_says_so(tmp_path, capsys):
+    assert _cli(tmp_path, REAL, "--out", str(tmp_path / "o")) == 0
+    out = capsys.readouterr().out
+    assert "network profile: vs-web's tcp-proxy replayed as tcp-fast-path: replay sends the recorded" in out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["replay"]["profile_fallbacks"] == [{"vs": "vs-web", "asked": "tcp-proxy",
+                                                       "replayed_as": "tcp-fast-path", "why": PROXY_FALLBACK}]

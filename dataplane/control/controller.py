@@ -68,6 +68,8 @@ class Controller:
         self.cpu = CpuMonitor(self, duration)
         self.expired: Counter[str] = Counter()
         self._controller_misses: Counter[str] = Counter()
+        #: True: ``start`` leaves the timeline to a later ``schedule_timeline`` (replay aligns it to its first packet).
+        self.timeline_deferred = False
 
     def log(self, kind: str, **fields: Any) -> None:
         self.runtime.log(kind, **fields)
@@ -140,11 +142,16 @@ class Controller:
             control = self.vs_controls[vs.name]
             others = [s.name for s in self.initial_ses if s.name not in vs.placement]
             control.place(standby=others[0] if others and control.legacy else None)
-        for event in self.timeline:
-            self.sim.at(seconds(event.at), self.dispatch, event, priority=URGENT)
+        if not self.timeline_deferred:
+            self.schedule_timeline(0)
         self.cpu.start()
         self.sim.every(seconds(IDLE_SWEEP_INTERVAL), self._expire_idle)
         self.sim.every(seconds(self.group.controller_heartbeat_interval), self._controller_heartbeat)
+
+    def schedule_timeline(self, origin_ns: int) -> None:
+        """Schedule the ``[[events]]``, each ``at`` seconds after ``origin_ns`` (replay: its first packet)."""
+        for event in self.timeline:
+            self.sim.at(origin_ns + seconds(event.at), self.dispatch, event, priority=URGENT)
 
     def _expire_idle(self) -> None:
         """Keep state bounded on long runs: idle flow-table and NAT entries go."""

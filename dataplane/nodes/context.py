@@ -214,6 +214,8 @@ class Runtime:
         self.notes: dict[bytes, str] = {}
         #: Where data-plane reports go (the controller sets itself here when it starts).
         self.control: ControlPlane | None = None
+        #: Frames from outside may carry wrong checksums (replay --keep-checksums): SEs then verify each at entry.
+        self.verify_checksums = False
 
     def log(self, kind: str, **fields: Any) -> dict:
         return self.events.log(kind, **fields)

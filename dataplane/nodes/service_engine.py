@@ -28,6 +28,7 @@ from ..clock import NS_PER_S
 from ..l2 import Segment
 from ..scenario import SeGroup
 from ..wire import arp, frames
+from ..wire.checksum import bad_checksum
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
 from .binding import Binding
 from .context import PoolServer, Runtime, ServedService
@@ -149,6 +150,11 @@ class ServiceEngine(PeerLinks, Node):
 
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         self.packets += 1
+        if self.runtime.verify_checksums:  # off unless frames from outside may be wrong: the fast path skips it
+            wrong = bad_checksum(frame)
+            if wrong:
+                self.drop(f"bad_{wrong}_checksum")
+                return
         self._queue()
         self._route(nic, frame, view)
         self._wait = 0  # what the SE sends later, on a timer, does not wait behind this frame
@@ -263,6 +269,9 @@ class ServiceEngine(PeerLinks, Node):
         if nat.proxy is not None:
             nat.proxy.from_client_frame(frame, view)
             return
+        if view.ttl <= 1:  # the SE routes what it translates: a packet at the end of its life stops here
+            self.drop_for(binding.vs, "ttl_expired")
+            return
         if view.flags & (FIN | RST) or nat.fin_from_server:  # the common data packet skips the close rules
             self.nat.track(nat, view.flags, from_client=True)
         if view.proto == frames.PROTO_TCP:
@@ -335,6 +344,9 @@ class ServiceEngine(PeerLinks, Node):
         nat.answered = True
         if nat.proxy is not None:
             nat.proxy.from_server_frame(frame, view)
+            return
+        if view.ttl <= 1:
+            self.drop_for(nat.binding.vs, "ttl_expired")
             return
         if view.flags & (FIN | RST) or nat.fin_from_client:
             self.nat.track(nat, view.flags, from_client=False)

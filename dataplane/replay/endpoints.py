@@ -8,6 +8,12 @@ VIP and VS port.  ``ReplayServer`` is a pool member that sends the recorded
 server packets into the NATed connection the SE opened to it; traffic that
 is not a replayed flow (health probes) gets the normal ``Server`` behaviour.
 Both are put into the network by the builder's hooks (``Replayer.hooks``).
+
+Each replayed frame is named in the comment of its first captured frame,
+"recorded frame N" plus what replay repaired on the way: the router repeats
+the clients' note (``Runtime.notes``; the access link is not captured), a
+server writes it in its own comment.  A datagram replay reassembled enters
+as fragments again when it exceeds the MTU, else whole, and says which.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..l2 import Nic, Segment
-from ..nodes.context import Runtime
+from ..nodes.context import MAX_NOTES, Runtime
 from ..nodes.host import Host
 from ..nodes.server import Server
 from ..wire import arp, frames
-from ..wire.headers import ETHERTYPE_IPV4_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
+from ..wire.headers import ETH_LEN, ETHERTYPE_IPV4_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
+from .account import mark
 from .flow import ReplayFlow
+from .fragments import MTU, fragment
+
 
 
 class FlowDirectory(Protocol):
@@ -29,6 +38,27 @@ class FlowDirectory(Protocol):
     def flow_of_client(self, client_ip: bytes, client_port: int, proto: int) -> ReplayFlow | None: ...
 
     def se_by_backend_ip(self, ip: bytes) -> Any: ...
+
+    def sending(self, row: Any, frames_sent: int) -> None: ...
+
+    def untold(self, row: Any, why: str) -> None: ...
+
+
+def note_for(row: Any) -> str:
+    """What the comment of a replayed frame's first captured frame says about its input frame."""
+    if row.loop == 1 and not row.detail:
+        return f"recorded frame {row.frame}"
+    return f"{mark(row.frame, row.loop)}, {row.detail}" if row.detail else mark(row.frame, row.loop)
+
+
+def pieces_of(frame: bytes, row: Any) -> list[bytes]:
+    """The frames that carry ``frame`` into the network: fragments of a reassembled datagram over the MTU."""
+    if len(frame) - ETH_LEN <= MTU:
+        row.note("entered whole")
+        return [frame]
+    pieces = [frame[:ETH_LEN] + piece for piece in fragment(frame[ETH_LEN:], MTU)]
+    row.note(f"entered as {len(pieces)} fragments (over the {MTU}-byte MTU)")
+    return pieces
 
 
 class ReplayClients(Host):
@@ -63,11 +93,32 @@ class ReplayClients(Host):
         """The access link's Ethernet header: straight to the router, which is every client's gateway."""
         return self.router_nic.mac + self.nic.mac + ETHERTYPE_IPV4_BYTES
 
-    def send(self, flow: ReplayFlow, frame: bytes, number: int, vip: bytes, port: int) -> None:
-        # The access link is not captured: the router names the input frame in its own comment.
-        self.runtime.note(frame, f"recorded frame {number}")
-        self.nic.send(frame, f"{self.name} recorded frame {number} (flow {flow.number}) "
-                             f"{frames.ip_text(flow.client_ip)}:{flow.client_port}>{frames.ip_text(vip)}:{port}")
+    def send(self, flow: ReplayFlow, frame: bytes, row: Any) -> None:
+        # The access link is not captured: the router names the input frame in its own comment, and
+        # this frame's own comment is seen by nobody (it says who sent it, cheaply).  Notes are keyed
+        # by the IP packet (the router rewrites the MACs), as Runtime.note keys them.
+        notes = self.runtime.notes
+        if len(notes) >= MAX_NOTES:  # frames that never reached the router: forget the oldest note
+            del notes[next(iter(notes))]
+        key = frame[ETH_LEN:]
+        if not row.parts and key not in notes:   # the common frame, without the loop below
+            notes[key] = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
+            self.nic.send(frame, self.name)
+            self.directory.sending(row, 1)
+            return
+        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        note = note_for(row)
+        for piece in pieces:
+            key = piece[ETH_LEN:]
+            if key in notes:  # the same bytes still on their way to the router: it names the first only
+                self.directory.untold(row, f"byte-identical to the frame of {notes[key].split(',')[0]}, "
+                                           "still in flight: the router's comment names that one")
+                note = ""
+            elif note:
+                notes[key] = note
+            self.nic.send(piece, self.name)
+        if note:
+            self.directory.sending(row, len(pieces))
 
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
@@ -87,23 +138,25 @@ class ReplayServer(Server):
         super().__init__(*args, **kwargs)
         self.directory = directory
         self.peers: dict[tuple[bytes, int, int], ReplayFlow] = {}
+        self.header = ZERO_MAC + self.nic.mac + ETHERTYPE_IPV4_BYTES
 
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         if not self.failed and not view.fragment and view.proto in (frames.PROTO_TCP, frames.PROTO_UDP) \
                 and view.dst == self.ip:
             if view.dport == self.port:
-                flow = self._flow_for(view)
+                flags = view.flags
+                flow = self.peers.get((view.src, view.sport, view.proto))
+                if flow is None or flags & frames.SYN and flow.client.arrived:
+                    flow = self._flow_for(view)
                 if flow is not None:
                     if flow.outcome is None:
-                        flow.arrived_at_server(view.flags)
+                        flow.arrived_at_server(flags)
                     return
         super().handle_ip(nic, frame, view)
 
     def _flow_for(self, view: frames.FlowView) -> ReplayFlow | None:
+        """The flow a first packet from an SE address and port carries (a new NATed connection)."""
         key = (view.src, view.sport, view.proto)
-        flow = self.peers.get(key)
-        if flow is not None and not (view.flags & frames.SYN and flow.client.arrived):
-            return flow
         # First packet from this SE address and port: the SE's NAT table says which client
         # connection it carries (SNAT changes addresses and ports, never the client's identity there).
         se = self.directory.se_by_backend_ip(view.src)
@@ -114,6 +167,10 @@ class ReplayServer(Server):
         if flow is None:
             return None
         flow.server, flow.peer_ip, flow.peer_port, flow.se = self, view.src, view.sport, se.name
+        flow.peer_text = f"{frames.ip_text(view.src)}:{view.sport}"
+        (client_ip, client_port), (server_ip, server_port) = flow.rec_client, flow.rec_server
+        flow.to_peer = frames.NatRewrite(server_ip, server_port, client_ip, client_port, self.ip, self.port,
+                                         view.src, view.sport, ttl_decrement=0)
         self.peers[key] = flow
         return flow
 
@@ -121,11 +178,17 @@ class ReplayServer(Server):
         if self.peers.get((flow.peer_ip, flow.peer_port, flow.proto)) is flow:
             del self.peers[(flow.peer_ip, flow.peer_port, flow.proto)]
 
-    def send_recorded(self, flow: ReplayFlow, packet: bytes, number: int) -> None:
+    def send_recorded(self, flow: ReplayFlow, packet: bytes, row: Any) -> None:
         if packet[IPV4_PROTO] == PROTO_TCP and packet[(packet[0] & 0x0F) * 4 + TCP_FLAGS] & frames.RST:
             flow.server_side.sent_reset = True
-        frame = frames.rewrite_ipv4_l4(ZERO_MAC + self.nic.mac + ETHERTYPE_IPV4_BYTES + packet, ZERO_MAC, self.nic.mac,
-                                       self.ip, self.port, flow.peer_ip, flow.peer_port, ttl_decrement=0)
-        self.send_ip(self.nic, flow.peer_ip, frame,
-                     f"{self.name} recorded frame {number} (flow {flow.number}) {self.endpoint}>"
-                     f"{frames.ip_text(flow.peer_ip)}:{flow.peer_port}")
+        # The next hop's MAC written now saves send_ip a copy of the frame.
+        frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
+        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        note = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
+        comment = f"{self.name} {note} (flow {flow.number}) {self.endpoint}>{flow.peer_text}"
+        self.directory.sending(row, len(pieces))
+        if len(pieces) == 1 and not frame.startswith(ZERO_MAC):   # next hop resolved: send_ip's own fast path
+            self.nic.send(frame, comment)
+            return
+        for piece in pieces:
+            self.send_ip(self.nic, flow.peer_ip, piece, comment)

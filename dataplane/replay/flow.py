@@ -13,7 +13,8 @@ input stays clean.  Sequence and acknowledgement numbers are never touched
 
 ``RecordedClose`` follows how the flow ended *in the recording* (FINs, their
 acknowledgements, RST), which is what lets the replayer forget a flow's
-input as soon as its last packet has been read.  ``SkippedFlow`` stands for
+input as soon as its last packet has been read, and what tells a completed
+TCP flow from one still open when the capture ended (``final_outcome``).  ``SkippedFlow`` stands for
 a recorded flow that is not replayed, so later packets of it are counted
 under the same reason.
 """
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from ..wire import frames
 from ..wire.frames import RST
+from ..wire.headers import ETH_LEN, TCP_FLAGS
 
 
 @dataclass(slots=True)
@@ -40,7 +42,8 @@ class SkippedFlow:
 class SideState:
     """One direction of a replayed flow: what its end has read from the recording, sent and had arrive."""
 
-    #: Packets waiting to be sent: (frame or packet, packets of the other side that must arrive first, number).
+    #: Packets waiting to be sent: (frame or packet, packets of the other side that must arrive first,
+    #: the input frame's account row).
     queue: deque = field(default_factory=deque)
     read: int = 0
     sent: int = 0
@@ -85,7 +88,9 @@ class ReplaySink(Protocol):
 
     def progressed(self, flow: "ReplayFlow", arrived: bool = True) -> None: ...
 
-    def send_from_client(self, flow: "ReplayFlow", frame: bytes, number: int) -> None: ...
+    def send_from_client(self, flow: "ReplayFlow", frame: bytes, row: Any) -> None: ...
+
+    def not_sent(self, row: Any, reason: str) -> None: ...
 
 
 class ReplayFlow:
@@ -93,10 +98,11 @@ class ReplayFlow:
 
     __slots__ = ("replay", "number", "proto", "client_ip", "client_port", "recorded", "client", "server_side",
                  "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
-                 "last_input", "unsent", "rec_client")
+                 "last_input", "unsent", "rec_client", "rec_server", "loop", "to_vip", "to_peer", "peer_text",
+                 "unseen", "accounted", "first_frame", "last_frame", "send_client")
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
-                 recorded: str):
+                 recorded: str, loop: int = 1):
         self.replay = replay
         self.number = number
         self.proto = proto
@@ -108,6 +114,7 @@ class ReplayFlow:
         self.input_done = False
         self.close = RecordedClose()
         self.rec_client = (b"", 0)        # the recorded client address and port (who opened the flow)
+        self.rec_server = (b"", 0)        # the recorded server address and port
         self.outcome: str | None = None   # None while live; "reset" when the emulated network reset it
         self.reset_reason: str | None = None
         self.server: Any = None           # the ReplayServer the SE chose
@@ -116,42 +123,66 @@ class ReplayFlow:
         self.se: str | None = None
         self.last_input = 0
         self.unsent = 0
+        self.loop = loop                  # 1-based replay loop
+        self.to_vip: Any = None           # the NAT rewrite of the client's packets to the VIP (set by the replayer)
+        self.to_peer: Any = None          # the NAT rewrite of the server's packets into the SE's connection
+        self.peer_text = ""
+        self.unseen = 0                   # frames sent but not yet seen on a captured segment (account)
+        self.accounted = False            # its account row is written: no more SE to wait for
+        self.first_frame = self.last_frame = 0
+        #: Puts a client frame on the access link: the clients node's send, bound once (the replayer's
+        #: ``send_from_client`` by default).
+        self.send_client: Any = replay.send_from_client
 
     # -- input side --------------------------------------------------------------
 
-    def from_client(self, frame: bytes, number: int) -> None:
-        self.client.queue.append((frame, self.server_side.read, number))
-        self.client.read += 1
+    def from_client(self, frame: bytes, row: Any) -> None:
+        client, other = self.client, self.server_side
+        client.read += 1
+        if not client.queue and other.read <= other.arrived and self.outcome is None:
+            self._send_client(frame, row)   # nothing to wait for: the common case skips the queue
+            return
+        client.queue.append((frame, other.read, row))
         self.pump_client()
 
-    def from_server(self, packet: bytes, number: int) -> None:
-        self.server_side.queue.append((packet, self.client.read, number))
-        self.server_side.read += 1
+    def from_server(self, packet: bytes, row: Any) -> None:
+        side, other = self.server_side, self.client
+        side.read += 1
+        if not side.queue and other.read <= other.arrived and self.server is not None and self.outcome is None:
+            side.sent += 1
+            self.server.send_recorded(self, packet, row)
+            return
+        side.queue.append((packet, other.read, row))
         self.pump_server()
 
-    def not_sent(self, from_client: bool) -> None:
+    def not_sent(self, from_client: bool, row: Any) -> None:
         """A packet of a flow the network already reset: read, never sent."""
         (self.client if from_client else self.server_side).read += 1
         self.unsent += 1
         self.replay.unsent_total += 1
+        self.replay.not_sent(row, "flow_reset")
 
     # -- sending -----------------------------------------------------------------
 
     def pump_client(self) -> None:
-        side, queue = self.client, self.client.queue
+        queue = self.client.queue
         while queue and queue[0][1] <= self.server_side.arrived and self.outcome is None:
-            frame, _, number = queue.popleft()
-            side.sent += 1
-            if self.proto == frames.PROTO_TCP and frames.tcp_flags(frame) & RST:
-                side.sent_reset = True
-            self.replay.send_from_client(self, frame, number)
+            frame, _, row = queue.popleft()
+            self._send_client(frame, row)
+
+    def _send_client(self, frame: bytes, row: Any) -> None:
+        side = self.client
+        side.sent += 1
+        if self.proto == frames.PROTO_TCP and frame[ETH_LEN + (frame[ETH_LEN] & 0x0F) * 4 + TCP_FLAGS] & RST:
+            side.sent_reset = True
+        self.send_client(self, frame, row)
 
     def pump_server(self) -> None:
         side, queue = self.server_side, self.server_side.queue
         while queue and queue[0][1] <= self.client.arrived and self.server is not None and self.outcome is None:
-            packet, _, number = queue.popleft()
+            packet, _, row = queue.popleft()
             side.sent += 1
-            self.server.send_recorded(self, packet, number)
+            self.server.send_recorded(self, packet, row)
 
     # -- arrivals ----------------------------------------------------------------
 
@@ -160,7 +191,8 @@ class ReplayFlow:
             self.reset("reset toward the server by the emulated network")
             return
         self.client.arrived += 1
-        self.pump_server()
+        if self.server_side.queue:
+            self.pump_server()
         self.replay.progressed(self)
 
     def arrived_at_client(self, flags: int) -> None:
@@ -168,19 +200,25 @@ class ReplayFlow:
             self.reset("reset toward the client by the emulated network")
             return
         self.server_side.arrived += 1
-        self.pump_client()
+        if self.client.queue:
+            self.pump_client()
         self.replay.progressed(self)
 
     def reset(self, why: str) -> None:
         if self.outcome is None:
             self.outcome = "reset"
             self.reset_reason = why
-            dropped = len(self.client.queue) + len(self.server_side.queue)
-            self.unsent += dropped
-            self.replay.unsent_total += dropped
-            self.client.queue.clear()
-            self.server_side.queue.clear()
+            self.drop_queued("flow_reset")
             self.replay.progressed(self, arrived=False)
+
+    def drop_queued(self, reason: str) -> None:
+        """Give up the packets still waiting on either side: they are never sent."""
+        for side in (self.client, self.server_side):
+            self.unsent += len(side.queue)
+            self.replay.unsent_total += len(side.queue)
+            for _, _, row in side.queue:
+                self.replay.not_sent(row, reason)
+            side.queue.clear()
 
     # -- state ---------------------------------------------------------------------
 
@@ -202,9 +240,15 @@ class ReplayFlow:
         return self.input_done and self.delivered
 
     def final_outcome(self) -> str:
+        """``reset`` (by the emulated network), ``stalled`` (something never arrived), ``open_at_end`` (a
+        TCP flow delivered whole but never closed in the recording: no FIN pair, no RST) or ``completed``."""
         if self.outcome is not None:
             return self.outcome
-        return "completed" if self.delivered else "stalled"
+        if not self.delivered:
+            return "stalled"
+        if self.proto == frames.PROTO_TCP and not self.close.closed:
+            return "open_at_end"
+        return "completed"
 
     def report(self) -> dict:
         report = {"flow": self.number, "recorded": self.recorded,

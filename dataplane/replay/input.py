@@ -1,24 +1,28 @@
 """
-Replay input: link-layer decoding and which flows belong to the virtual service.
+Replay input: link-layer decoding, the IPv4 packet inside a frame, and which flows belong to the VS.
 
-This module owns the two questions replay asks of every recorded frame,
-before any emulation happens:
+This module owns the questions replay asks of every recorded frame before
+any emulation happens:
 
 1. *What IPv4 packet is inside?*  ``decoder_for(linktype)`` returns a
    function that strips the link layer (Ethernet with any number of
-   802.1Q/802.1ad tags, Linux cooked SLL and SLL2, raw IP, BSD loopback)
-   and returns the IPv4 packet trimmed to its total length, or ``None`` and
-   the reason it cannot be replayed (IPv6, a fragment, another protocol...).
-   Reasons are the keys of ``summary.json``'s ``skipped``.
+   802.1Q/802.1ad tags, Linux cooked SLL and SLL2, raw IP, BSD/OpenBSD
+   loopback) and returns the bytes from the IPv4 header on, or ``None`` and
+   the reason it cannot be replayed (IPv6, another ethertype...).
+   ``ipv4_packet`` then checks the header and cuts the packet to its total
+   length, or, for a frame cut by the capture's snap length, fills the
+   missing payload with zeros (the headers must be whole).  Reasons are
+   the keys of ``summary.json``'s ``skipped`` (``SKIP_REASONS``).
 2. *Is this flow the VS's?*  ``Selection`` decides from the flow's opener
    (tcpprep's automatic client/server split: the sender of the first SYN, or
    of the first UDP datagram, is the client) whether the flow goes to the
    VS: by default the server port is the VS port; ``--port-map`` adds other
    server ports; ``--match`` selects by client/server address and port.
 
-It also holds the replay options and the up-front check that refuses, in
-one line, a file that is not a capture or has an unsupported link type.
-Everything here is pure and per packet, so it is tested without a network.
+It also holds the up-front check that refuses, in one line, a file that is
+not a capture, has no interface replay can decode, or lacks the interface
+``--interface`` names.  Everything here is pure and per packet, so it is
+tested without a network.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ import netaddr
 
 from ..wire import capture_reader as cr
 from ..wire import frames
-from ..wire.checksum import transport_checksum
-from ..wire.headers import IPV4_CHECKSUM, IPV4_DST, IPV4_PROTO, IPV4_SRC
+from ..wire.headers import IPV4_PROTO
+from .fragments import FRAGMENT_REASONS
+from .options import Endpoint, ReplayError
 
 _U16 = struct.Struct("!H")
-_PORTS = struct.Struct("!HH")
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 ETHERTYPE_IPV6 = 0x86DD
 LINKTYPE_NULL, LINKTYPE_LOOP = 0, 108
@@ -45,10 +49,13 @@ LINKTYPE_NULL, LINKTYPE_LOOP = 0, 108
 SKIP_REASONS = {
     "not_ip": "not IP (ARP, LLDP, other ethertypes)",
     "ipv6": "IPv6 (not supported yet)",
-    "ip_fragment": "IPv4 fragment",
     "other_protocol": "IPv4 but neither TCP nor UDP (ICMP, ...)",
     "malformed": "malformed IPv4/TCP/UDP header",
-    "snaplen_truncated": "cut short by the capture's snap length",
+    "snaplen_headers": "cut by the capture's snap length inside its IPv4/TCP/UDP headers",
+    "snaplen_truncated": "cut by the capture's snap length (--skip-truncated-frames)",
+    "unsupported_link_type": "on an interface whose link type replay does not decode",
+    "other_interface": "on another interface than --interface",
+    **FRAGMENT_REASONS,
     "not_vs_protocol": "TCP/UDP flow of the protocol the VS does not serve",
     "not_selected": "flow not for the VS (server port / --match)",
     "mid_flow": "TCP flow seen mid-way (its SYN is not in the capture)",
@@ -58,30 +65,67 @@ SKIP_REASONS = {
 Decoded = tuple[bytes | None, str | None]
 
 
-def _ipv4(packet: bytes) -> Decoded:
-    """Validate an IPv4 packet at the start of ``packet``; return it trimmed to its total length."""
-    if len(packet) < 20 or packet[0] >> 4 != 4:
-        if packet and packet[0] >> 4 == 6:
-            return None, "ipv6"
-        return None, "malformed"
-    ihl = (packet[0] & 0x0F) * 4
-    total = _U16.unpack_from(packet, 2)[0]
+def ipv4_packet(raw: bytes, cut: bool, skip_cut: bool = False) -> tuple[bytes | None, str | None, int]:
+    """Check the IPv4 packet at the start of ``raw``; return (packet, skip reason, bytes filled).
+
+    The packet is cut to its total length (link-layer padding goes).  When the frame was cut by
+    the snap length (``cut``) and misses payload, the payload is filled with zeros to the total
+    length, unless ``skip_cut``; its headers must be whole either way.  Fragments come back as
+    they are (the caller reassembles them); their transport header is checked once whole.
+    """
+    if len(raw) < 20 or raw[0] >> 4 != 4:
+        if raw and raw[0] >> 4 == 6:
+            return None, "ipv6", 0
+        return None, ("snaplen_headers" if cut and raw and raw[0] >> 4 == 4 else "malformed"), 0
+    ihl = (raw[0] & 0x0F) * 4
+    total = _U16.unpack_from(raw, 2)[0]
     if ihl < 20 or total < ihl:
-        return None, "malformed"
-    if len(packet) < total:
-        return None, "snaplen_truncated"
-    if _U16.unpack_from(packet, 6)[0] & 0x3FFF:
-        return None, "ip_fragment"
-    proto = packet[IPV4_PROTO]
-    if proto == frames.PROTO_TCP:
-        if total < ihl + 20 or (packet[ihl + 12] >> 4) * 4 < 20 or total < ihl + (packet[ihl + 12] >> 4) * 4:
-            return None, "malformed"
-    elif proto == frames.PROTO_UDP:
-        if total < ihl + 8:
-            return None, "malformed"
+        return None, "malformed", 0
+    fragment = _U16.unpack_from(raw, 6)[0] & 0x3FFF
+    proto = raw[IPV4_PROTO]
+    if proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
+        return None, "other_protocol", 0
+    filled = 0
+    if len(raw) < total:
+        if not cut:
+            return None, "malformed", 0     # a total length past the frame that the capture did not cut
+        if skip_cut:
+            return None, "snaplen_truncated", 0
+        headers = ihl if fragment & 0x1FFF else _headers_length(raw, ihl, proto)
+        if headers is None or len(raw) < headers:
+            return None, "snaplen_headers", 0
+        filled = total - len(raw)
+        packet = raw + bytes(filled)
     else:
-        return None, "other_protocol"
-    return (packet if len(packet) == total else packet[:total]), None
+        packet = raw if len(raw) == total else raw[:total]
+    if not fragment:
+        # transport_problem, inlined for the common TCP packet.
+        if proto == frames.PROTO_TCP:
+            if total < ihl + 20 or not 20 <= (packet[ihl + 12] >> 4) * 4 <= total - ihl:
+                return None, "malformed", 0
+        elif total < ihl + 8:
+            return None, "malformed", 0
+    return packet, None, filled
+
+
+def _headers_length(raw: bytes, ihl: int, proto: int) -> int | None:
+    if proto == frames.PROTO_UDP:
+        return ihl + 8
+    if len(raw) < ihl + 13:
+        return None
+    return ihl + max((raw[ihl + 12] >> 4) * 4, 20)
+
+
+def transport_problem(packet: bytes) -> str | None:
+    """"malformed" when the TCP/UDP header of a whole ``packet`` does not fit in it, else None."""
+    ihl = (packet[0] & 0x0F) * 4
+    total = len(packet)
+    if packet[IPV4_PROTO] == frames.PROTO_TCP:
+        if total < ihl + 20 or (packet[ihl + 12] >> 4) * 4 < 20 or total < ihl + (packet[ihl + 12] >> 4) * 4:
+            return "malformed"
+    elif total < ihl + 8:
+        return "malformed"
+    return None
 
 
 def _by_ethertype(data: bytes, offset: int, kind: int) -> Decoded:
@@ -92,7 +136,7 @@ def _by_ethertype(data: bytes, offset: int, kind: int) -> Decoded:
         kind = _U16.unpack_from(data, offset + 2)[0]
         offset += 4
     if kind == frames.ETHERTYPE_IPV4:
-        return _ipv4(data[offset:])
+        return data[offset:], None
     if kind == ETHERTYPE_IPV6:
         return None, "ipv6"
     return None, "not_ip"
@@ -119,7 +163,9 @@ def _sll2(data: bytes) -> Decoded:
 
 
 def _raw(data: bytes) -> Decoded:
-    return _ipv4(data)
+    if data and data[0] >> 4 == 6:
+        return None, "ipv6"
+    return data, None
 
 
 def _null(data: bytes) -> Decoded:
@@ -130,11 +176,12 @@ def _null(data: bytes) -> Decoded:
     if family > 0xFFFF:
         family = struct.unpack_from(">I", data)[0]
     if family == 2:
-        return _ipv4(data[4:])
+        return data[4:], None
     return (None, "ipv6") if family in (10, 24, 28, 30) else (None, "not_ip")
 
 
-_DECODERS: dict[int, Callable[[bytes], Decoded]] = {
+#: Link type -> decoder (``decoder_for``); the replayer reads it directly on its per-frame path.
+DECODERS: dict[int, Callable[[bytes], Decoded]] = {
     cr.LINKTYPE_ETHERNET: _ethernet, cr.LINKTYPE_LINUX_SLL: _sll, cr.LINKTYPE_LINUX_SLL2: _sll2,
     cr.LINKTYPE_RAW: _raw, cr.LINKTYPE_IPV4: _raw, LINKTYPE_NULL: _null, LINKTYPE_LOOP: _null,
     cr.LINKTYPE_IPV6: lambda data: (None, "ipv6"),
@@ -146,133 +193,67 @@ LINKTYPE_NAMES = {cr.LINKTYPE_ETHERNET: "Ethernet", cr.LINKTYPE_LINUX_SLL: "Linu
 
 
 def decoder_for(linktype: int) -> Callable[[bytes], Decoded] | None:
-    return _DECODERS.get(linktype)
+    return DECODERS.get(linktype)
 
 
 def supported_linktypes() -> str:
-    return ", ".join(f"{LINKTYPE_NAMES[t]} ({t})" for t in sorted(_DECODERS))
+    return ", ".join(f"{LINKTYPE_NAMES[t]} ({t})" for t in sorted(DECODERS))
 
 
-def fix_checksums(packet: bytes) -> bytes:
-    """Return ``packet`` with its IPv4 and TCP/UDP checksums recomputed (captures taken on a
-    sending host carry unfinished checksums when the NIC offloads them, as tcprewrite -C fixes)."""
-    buf = bytearray(packet)
-    ihl = (buf[0] & 0x0F) * 4
-    buf[IPV4_CHECKSUM] = b"\x00\x00"
-    buf[IPV4_CHECKSUM] = _U16.pack(frames.checksum(bytes(buf[:ihl])))
-    proto = buf[IPV4_PROTO]
-    offset = ihl + (16 if proto == frames.PROTO_TCP else 6)
-    buf[offset:offset + 2] = b"\x00\x00"
-    buf[offset:offset + 2] = _U16.pack(transport_checksum(bytes(buf[IPV4_SRC]), bytes(buf[IPV4_DST]), proto,
-                                                          bytes(buf[ihl:])))
-    return bytes(buf)
+# -- up-front checks ----------------------------------------------------------------
 
-
-# -- options and up-front checks ------------------------------------------------------
-
-class ReplayError(Exception):
-    """Bad replay input (not a capture, unsupported link type, bad option): one line for the user."""
-
-
-@dataclass
-class ReplayOptions:
-    speed: float = 1.0
-    topspeed: bool = False
-    loop: int = 1
-    limit: int | None = None
-    allow_truncated: bool = False
-    fix_checksums: bool = False
-    port_map: tuple[int, ...] = ()
-    matches: tuple = ()
-
-
-def check_capture(path) -> None:
-    """Fail early, with one line, on a file that is not a capture or has an unsupported link type."""
+def check_capture(path, interface: str | None = None) -> None:
+    """Fail early, with one line, on a file that is not a capture, has no interface of a link type
+    replay decodes, or lacks the interface ``--interface`` names (among those defined before the
+    first frame, which is where capture tools write them)."""
+    seen: list[tuple[int, int, int, str | None]] = []
+    name = os.path.basename(os.fspath(path))
     try:
-        for record in cr.open_capture(path):
-            if decoder_for(record.linktype) is None:
-                raise ReplayError(_linktype_message(path, record))
-            return
+        records = cr.open_capture(path, on_interface=lambda *defined: seen.append(defined))
+        next(records, None)
+        records.close()
     except cr.CaptureError as error:
         # A truncated record is found after the whole ones before it, which replay first (the
         # run then fails naming it); anything else wrong with the file is refused up front.
         if "truncated" not in str(error) or error.frame_number < 1:
             raise ReplayError(str(error)) from None
     except OSError as error:
-        raise ReplayError(f"{path}: cannot read: {error.strerror or error}") from None
+        raise ReplayError(f"{name}: cannot read: {error.strerror or error}") from None
+    if interface is not None:
+        chosen = [i for i in seen if InterfaceChoice(interface).takes(i[1], i[3])]
+        if not chosen:
+            raise ReplayError(f"{name}: --interface {interface}: no such interface (the capture has "
+                              f"{_interface_list(seen) or 'none'})")
+        seen = chosen
+    if seen and not any(decoder_for(linktype) for _, _, linktype, _ in seen):
+        kinds = ", ".join(sorted({str(linktype) for _, _, linktype, _ in seen}))
+        raise ReplayError(f"{name}: unsupported link type {kinds} (supported: {supported_linktypes()})")
 
 
-def _linktype_message(path, record) -> str:
-    return (f"{os.path.basename(os.fspath(path))}: frame {record.number} at byte {record.offset}: unsupported "
-            f"link type {record.linktype} (supported: {supported_linktypes()})")
+def _interface_list(seen) -> str:
+    return ", ".join(f"{ident} '{label or '-'}' (link type {linktype})" for _, ident, linktype, label in seen)
+
+
+@dataclass(frozen=True)
+class InterfaceChoice:
+    """``--interface N|NAME``: an interface id (pcapng, per section) or name; None takes every interface."""
+
+    wanted: str | None
+
+    def takes(self, interface: int, name: str | None) -> bool:
+        wanted = self.wanted
+        if wanted is None:
+            return True
+        return interface == int(wanted) if wanted.isdigit() else name == wanted
+
+    def skip_reason(self, record: cr.Record) -> str | None:
+        """Why ``record`` is not replayed on account of its interface, or None."""
+        if self.wanted is not None and not self.takes(record.interface, record.interface_name):
+            return "other_interface"
+        return None if record.linktype in DECODERS else "unsupported_link_type"
 
 
 # -- which flows are the VS's --------------------------------------------------
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One side of a ``--match``: an address or network and an optional port."""
-    network: netaddr.IPNetwork | None
-    port: int | None
-
-    def matches(self, ip: bytes, port: int) -> bool:
-        if self.port is not None and port != self.port:
-            return False
-        return self.network is None or int.from_bytes(ip, "big") in self._range
-
-    @property
-    def _range(self) -> range:
-        return range(self.network.first, self.network.last + 1)
-
-
-def parse_endpoint(text: str, what: str) -> Endpoint:
-    """``ADDR[/LEN][:PORT]``, ``*:PORT`` or ``PORT`` -> Endpoint; ValueError with a one-line reason."""
-    address, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
-    if text.isdigit():
-        address, port_text = "*", text
-    port = None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{what}: bad port '{port_text}' in '{text}'")
-        port = int(port_text)
-    network = None
-    if address not in ("", "*"):
-        try:
-            network = netaddr.IPNetwork(address)
-        except (netaddr.AddrFormatError, ValueError):
-            raise ValueError(f"{what}: bad address '{address}' in '{text}' (want ADDR[/LEN][:PORT])") from None
-        if network.version != 4:
-            raise ValueError(f"{what}: only IPv4 is replayed, got '{address}'")
-    return Endpoint(network, port)
-
-
-def parse_match(text: str) -> tuple[Endpoint | None, Endpoint | None]:
-    """``client=SPEC,server=SPEC`` (either part optional) -> (client, server)."""
-    client = server = None
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        side, sep, spec = part.partition("=")
-        if not sep or side not in ("client", "server"):
-            raise ValueError(f"--match: expected client=ADDR[/LEN][:PORT] and/or server=..., got '{part}'")
-        endpoint = parse_endpoint(spec, f"--match {side}")
-        if side == "client":
-            client = endpoint
-        else:
-            server = endpoint
-    if client is None and server is None:
-        raise ValueError(f"--match: empty selection '{text}'")
-    return client, server
-
-
-def parse_port_map(text: str, vs_port: int) -> int:
-    """``FROM[:TO]`` -> FROM; TO, when given, must be the VS port (the only port the VS listens on)."""
-    source, _, target = text.partition(":")
-    for value in (source, target or str(vs_port)):
-        if not value.isdigit() or not 0 < int(value) < 65536:
-            raise ValueError(f"--port-map: bad port '{value}' in '{text}' (want FROM[:TO])")
-    if int(target or vs_port) != vs_port:
-        raise ValueError(f"--port-map: '{text}' maps to port {target}, but the VS listens on {vs_port}")
-    return int(source)
-
 
 @dataclass
 class Selection:

@@ -3,26 +3,31 @@ Replay a recorded capture through a scenario's network, streaming, on virtual ti
 
 ``Replayer`` owns the input side of a replay: it reads the capture one
 record at a time (a single pending "next input packet" event on the virtual
-clock, so memory follows the live flows, not the capture's length), maps
-recorded time to virtual time (recorded gaps, ``speed``, ``topspeed``,
-``loop``, ``limit``), splits every packet into a flow and a side the way
-tcpprep's automatic modes do (the sender of the first SYN, or of the first
-UDP datagram, is the client), and hands it to that flow's end
-(``flow``, ``endpoints``).  It counts every input packet it does not replay by
-reason, and keeps per-flow state only while a flow is live: a flow leaves
-the input tables when it closes in the recording (both FINs or a RST, then
-``CLOSE_LINGER`` of recorded time) or idles for ``IDLE_TIMEOUT``, and leaves
-the emulation once everything it sent has arrived.
+clock, so memory follows the live flows, not the capture's length), paces
+it (``timing``: recorded gaps and ``--speed``, ``--topspeed``, ``--pps``,
+``--mbps``; ``--loop``, ``--limit``), and takes every frame through the
+same steps, each of which may skip it with a reason:
+
+1. its interface and link layer (``input``), the IPv4 packet inside, a
+   snap-length cut filled with zeros;
+2. IPv4 fragments reassembled (``fragments``);
+3. its flow and side (``recorded_flows``);
+4. checksums verified and fixed (``repair``) unless ``--keep-checksums``;
+5. handed to its flow's end (``flow``, ``endpoints``).
+
+Every input frame gets one row in the account (``account``): skipped with
+its reason, or replayed as output frame N.  The scenario's ``[[events]]``
+count from the first replayed packet (``--timeline-from first-packet``,
+the default) or from virtual time 0.
 
 The run lasts until the input is over and every flow has settled (or made
 no progress for ``STALL_TIMEOUT``: it is reported ``stalled``), or until the
-scenario's duration, whichever is later, so the whole timeline still runs.
+scenario's duration (counted like the events), whichever is later.
 """
 
 from __future__ import annotations
 
-import struct
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -33,56 +38,66 @@ from ..nodes.context import Runtime
 from ..nodes.router import Router
 from ..scenario import Scenario
 from ..wire import capture_reader, frames
-from ..wire.frames import ACK, FIN, RST, SYN
-from ..wire.headers import IPV4_DST, IPV4_PROTO, IPV4_SRC, TCP_FLAGS, TCP_SEQ
+from ..wire.frames import FIN, RST
 from . import input as rin
+from . import report, repair
+from .account import Account, OrderedRows, Row
 from .endpoints import ReplayClients, ReplayServer
-from .flow import ReplayFlow, SkippedFlow
-from .input import ReplayOptions, _linktype_message
+from .flow import ReplayFlow
+from .fragments import Reassembler
+from .options import MAX_VIRTUAL_SECONDS, ReplayOptions
+from .recorded_flows import RecordedFlows
+from .timing import Pacer
 
-IDLE_TIMEOUT = 300 * NS_PER_S         # recorded time without a packet before an open flow is forgotten
-CLOSE_LINGER = 2 * NS_PER_S           # recorded time a closed flow keeps collecting its last ACKs
 STALL_TIMEOUT = 5 * NS_PER_S          # virtual time without progress before live flows count as stalled
 MAX_BACKLOG = 4096                    # packets read but not yet arrived before reading pauses
 PAUSE_POLL = NS_PER_S // 1000
 RUN_STEP = NS_PER_S // 10
 MAX_FLOW_DETAILS = 100
-MAX_IGNORED = 100_000
 PROGRESS_EVERY = 2048
-_PORTS = struct.Struct("!HH")
-_SEQ_ACK = struct.Struct("!II")
+MAX_VIRTUAL_NS = MAX_VIRTUAL_SECONDS * NS_PER_S
+BATCH = OrderedRows.BATCH
 
 
 class Replayer:
     """Plays one capture through one network: build the network with ``hooks()``, then ``attach`` and ``run``."""
 
-    def __init__(self, scenario: Scenario, capture_path, options: ReplayOptions | None = None,
+    def __init__(self, scenario: Scenario, capture_path, account: Account, options: ReplayOptions | None = None,
                  on_progress: Callable[[int], None] | None = None):
         self.scenario = scenario
         self.path = Path(capture_path)
-        self.options = options or ReplayOptions()
+        self.options = options = options or ReplayOptions()
+        self.account = account
         self.on_progress = on_progress
+        self._waiting = account.waiting
         self.clients: ReplayClients | None = None
         self._ses_by_ip: dict[bytes, object] = {}
         self._flows_by_client: dict[tuple[bytes, int, int], ReplayFlow] = {}
         # Input state.
         self._records = self._read()
-        self._open: OrderedDict = OrderedDict()     # key -> ReplayFlow or SkippedFlow
-        self._closing: OrderedDict = OrderedDict()  # key -> ReplayFlow closed in the recording
+        self.pacer = Pacer(options, seconds(scenario.traffic.start))
+        self.interfaces = rin.InterfaceChoice(options.interface)
+        self.reassembler = Reassembler()
         self.live: dict[int, ReplayFlow] = {}
-        self.input_packets = self.accepted = 0
+        self.input_packets = self.accepted = self.reassembled_parts = 0
         self.skipped: Counter[str] = Counter()
         self.input_over = False
         self.stopped_at_limit = False
         self.input_error: str | None = None
         self.truncated: list[str] = []
-        self.loop_index = self._loop_seen = 0
-        self._loop_base = seconds(scenario.traffic.start)
-        self._loop_first: int | None = None
-        self._last_rec = 0
-        self._last_virtual = 0
+        self._loop_seen = 0
+        self._last_rec, self._rec_loop = 0, -1
+        self._wake = 0
         self.first_ns: int | None = None
         self.last_input_ns = 0
+        self.first_replayed_ns: int | None = None
+        self.last_replayed_ns: int | None = None
+        self.timeline_origin: int | None = None if options.timeline_from == "first-packet" else 0
+        # Repairs.
+        self.checksums_fixed = dict.fromkeys(repair.CHECKSUM_AT, 0)
+        self.checksums_kept = dict.fromkeys(repair.CHECKSUM_AT, 0)
+        self.snaplen_filled = 0
+        self.entered: Counter[str] = Counter()   # reassembled datagrams: "whole" or "as_fragments"
         # Flow accounting (totals only once a flow has settled: memory stays flat).
         self.flows_total = 0
         self.outcomes: Counter[str] = Counter()
@@ -114,11 +129,18 @@ class Replayer:
         self.net = net
         self.sim = net.sim
         vs = net.vs
-        self.selection = rin.Selection(vs.proto, vs.port, set(self.options.port_map), list(self.options.matches))
-        self._reserved = set(net.router.client_gateways) | {net.router.clients_nic.ip, vs.vip}
-        self._frontend = net.scenario.networks["frontend"].cidr
+        selection = rin.Selection(vs.proto, vs.port, set(self.options.port_map), list(self.options.matches))
+        reserved = set(net.router.client_gateways) | {net.router.clients_nic.ip, vs.vip}
+        self.flows = RecordedFlows(self, selection, net.scenario.networks["frontend"].cidr, reserved)
         self._header = self.clients.header_for()
         self._router_mac, self._client_mac = net.router.clients_nic.mac, self.clients.nic.mac
+        # Frames kept with wrong checksums are what a real SE drops: the SEs verify them then (only then:
+        # every frame the emulation builds is right, so the fast path skips the check).
+        net.runtime.verify_checksums = self.options.keep_checksums
+        net.controller.timeline_deferred = self.timeline_origin is None
+        net.observers.append(self.account.observe)
+
+    # -- what the endpoints ask --------------------------------------------------------
 
     def se_by_backend_ip(self, ip: bytes):
         se = self._ses_by_ip.get(ip)
@@ -130,14 +152,25 @@ class Replayer:
     def flow_of_client(self, client_ip: bytes, client_port: int, proto: int) -> ReplayFlow | None:
         return self._flows_by_client.get((client_ip, client_port, proto))
 
-    def send_from_client(self, flow: ReplayFlow, frame: bytes, number: int) -> None:
-        self.clients.send(flow, frame, number, self.net.vs.vip, self.net.vs.port)
+    def send_from_client(self, flow: ReplayFlow, frame: bytes, row: Row) -> None:
+        self.clients.send(flow, frame, row)
+
+    def sending(self, row: Row, frames_sent: int) -> None:
+        self.account.sent[(row.loop, row.frame)] = row   # Account.sending, inlined: once per replayed packet
+        row.flow.unseen += 1
+        if row.parts:
+            self.entered["whole" if frames_sent == 1 else "as_fragments"] += 1
+
+    def untold(self, row: Row, why: str) -> None:
+        self.account.settle(row, "replayed", "", why)
+
+    def not_sent(self, row: Row, reason: str) -> None:
+        self.account.settle(row, "not_sent", reason, report.NOT_SENT[reason])
 
     # -- reading -----------------------------------------------------------------------
 
     def _read(self):
         for loop in range(self.options.loop):
-            self.loop_index = loop
             try:
                 for record in capture_reader.open_capture(self.path):
                     yield loop, record
@@ -166,32 +199,36 @@ class Replayer:
             self._end_input()
             return
         if loop != self._loop_seen:
-            self._loop_seen, self._loop_first = loop, None
-        rec = max(record.time_ns, self._last_rec) if self._loop_first is not None else record.time_ns
-        if self._loop_first is None:
-            self._loop_first = rec
-            self._loop_base = max(self._loop_base, self._last_virtual)
-        self._last_rec = rec
-        now = self.sim.now
-        if self.options.topspeed:
-            at = now
-        else:
-            at = max(self._loop_base + int((rec - self._loop_first) / self.options.speed), now)
-        self._last_virtual = at
-        self.sim.at(at, self._inject, loop, record, rec)
+            self._loop_seen = loop
+            self.pacer.new_loop()
+        at = max(self.pacer.due(record.time_ns, len(record.data)), self.sim.now)
+        if at > MAX_VIRTUAL_NS:
+            self.input_error = (f"{self.path.name}: frame {record.number} would enter the network "
+                                f"{at / NS_PER_S:.0f} s into the run, past the one-year bound of virtual time "
+                                f"({MAX_VIRTUAL_SECONDS} s): raise --speed, or use --topspeed, --pps or --mbps")
+            self._end_input()
+            return
+        self._wake = at
+        self.sim.at(at, self._inject, loop, record)
 
-    def _inject(self, loop: int, record, rec: int) -> None:
+    def _inject(self, loop: int, record: capture_reader.Record) -> None:
         self.input_packets += 1
+        now = self.sim.now
         if self.first_ns is None:
-            self.first_ns = self.sim.now
-        self.last_input_ns = self.sim.now
+            self.first_ns = now
+        self.last_input_ns = now
         if self.on_progress is not None and self.input_packets % PROGRESS_EVERY == 0:
             self.on_progress(record.offset)
-        self._handle(loop, record, rec)
+        row = Row(loop + 1, record.number, record.time_ns)   # Account.row, inlined
+        self._waiting.append(row)
+        self._handle(loop, record, row)
+        if len(self._waiting) >= BATCH:
+            self.account.flush(now=True)
         if self.input_error is not None:
             self._end_input()
-        elif self._backlog() > MAX_BACKLOG:
-            self._paused_at = self.sim.now
+        elif self.accepted - self.arrived_total - self.unsent_total - self._dead - self._backlog_floor > MAX_BACKLOG:
+            self._paused_at = now   # (the test is _backlog(), inlined: it runs for every input frame)
+            self._wake = now + PAUSE_POLL
             self.sim.after(PAUSE_POLL, self._poll)
         else:
             self._schedule_next()
@@ -203,181 +240,173 @@ class Replayer:
         # Reading waits while the emulated network is behind the recording; a backlog that
         # does not drain (stalled flows) stops holding the input back after STALL_TIMEOUT.
         if self._backlog() > MAX_BACKLOG // 2 and self.sim.now - self._paused_at < STALL_TIMEOUT:
+            self._wake = self.sim.now + PAUSE_POLL
             self.sim.after(PAUSE_POLL, self._poll)
             return
         if self._backlog() > MAX_BACKLOG // 2:
             self._backlog_floor += self._backlog()
         self._schedule_next()
 
-    def _skip(self, reason: str) -> None:
+    def skip(self, row: Row, reason: str) -> None:
         self.skipped[reason] += 1
+        self.account.settle(row, "skipped", reason)
 
-    def _handle(self, loop: int, record, rec: int) -> None:
-        decode = rin.decoder_for(record.linktype)
-        if decode is None:
-            self.input_packets -= 1
-            self.input_error = _linktype_message(self.path, record)
-            return
-        packet, reason = decode(record.data)
-        if packet is None:
-            self._skip(reason)
-            return
-        self._expire(rec)
-        proto = packet[IPV4_PROTO]
-        ihl = (packet[0] & 0x0F) * 4
-        src, dst = packet[IPV4_SRC], packet[IPV4_DST]
-        sport, dport = _PORTS.unpack_from(packet, ihl)
-        flags = packet[ihl + TCP_FLAGS] if proto == frames.PROTO_TCP else 0
-        key = (proto, src, sport, dst, dport, loop) if (src, sport) <= (dst, dport) else \
-            (proto, dst, dport, src, sport, loop)
-        table = self._open
-        entry = table.get(key)
-        if entry is None:
-            entry = self._closing.get(key)
-            table = self._closing
-        opening = proto != frames.PROTO_TCP or flags & (SYN | ACK | RST) == SYN
-        if entry is not None and opening and proto == frames.PROTO_TCP and (
-                isinstance(entry, SkippedFlow) or entry.close.closed):
-            del table[key]   # a new connection on a recorded 4-tuple that was closed or skipped
-            if isinstance(entry, ReplayFlow):
-                self._input_finished(entry)
-            entry = None
-        if entry is None:
-            entry = self._classify(key, proto, flags, src, sport, dst, dport, loop, rec)
-            if isinstance(entry, SkippedFlow):
+    # -- one input frame -----------------------------------------------------------------
+
+    def _handle(self, loop: int, record: capture_reader.Record, row: Row) -> None:
+        decode = rin.DECODERS.get(record.linktype)
+        if decode is None or self.options.interface is not None:
+            reason = self.interfaces.skip_reason(record)
+            if reason is not None:
+                self.skip(row, reason)
                 return
-            table = self._open
-        elif isinstance(entry, SkippedFlow):
-            entry.last_input = rec
-            table.move_to_end(key)
-            self._skip(entry.reason)
+        raw, reason = decode(record.data)
+        if raw is None:
+            self.skip(row, reason)
             return
+        if raw[0] == 0x45 and raw[9] == 6 and len(raw) == (raw[2] << 8 | raw[3]) >= 40 and not raw[6] & 0x3F \
+                and not raw[7] and 20 <= (raw[32] >> 4) * 4 <= len(raw) - 20:
+            packet = raw   # ipv4_packet's verdict on the common frame: a whole, unfragmented TCP segment
         else:
-            table.move_to_end(key)
-        self._feed(entry, key, table, packet, ihl, flags, src == entry.rec_client[0] and sport == entry.rec_client[1],
-                   record.number, rec)
+            packet, reason, row.filled = rin.ipv4_packet(raw, record.orig_len > len(record.data),
+                                                         self.options.skip_truncated_frames)
+            if packet is None:
+                self.skip(row, reason)
+                return
+        # Recorded time never runs backwards within a loop (a merged capture may be slightly out of order).
+        rec = record.time_ns if loop != self._rec_loop else max(record.time_ns, self._last_rec)
+        self._last_rec, self._rec_loop = rec, loop
+        if rec > self.flows.next_expiry:
+            self.flows.expire(rec)
+        if self.reassembler.queues:
+            for outcome in self.reassembler.expire(rec):
+                self._discard_fragments(outcome.tokens, outcome.reason)
+        parts = ()
+        if packet[6] & 0x3F or packet[7]:
+            packet, parts = self._reassemble(packet, rec, row, loop)
+            if packet is None:
+                return
+        found = self.flows.lookup(packet, loop, rec, row)
+        if found is not None:
+            flow, from_client, flags, key = found
+            for part in parts:
+                part.flow = flow
+            self._feed(flow, key, packet, flags, from_client, row, rec)
 
-    def _feed(self, flow: ReplayFlow, key, table, packet: bytes, ihl: int, flags: int, from_client: bool,
-              number: int, rec: int) -> None:
+    def _reassemble(self, packet: bytes, rec: int, row: Row, loop: int) -> tuple[bytes | None, tuple]:
+        outcome = self.reassembler.add(packet, rec, row, loop)
+        if outcome.status == "held":
+            return None, ()
+        if outcome.status in ("duplicate", "dropped"):
+            self.skip(row, outcome.reason or "fragment_duplicate")
+            return None, ()
+        if outcome.status == "discarded":
+            self._discard_fragments(outcome.tokens, outcome.reason)
+            return None, ()
+        for part in outcome.tokens:
+            self.reassembled_parts += 1
+            row.filled += part.filled
+            self.account.settle(part, "reassembled", "", f"part of the datagram input frame {row.frame} completed")
+        numbers = sorted(part.frame for part in outcome.tokens) + [row.frame]
+        row.parts = len(numbers)
+        row.note("reassembled from input frames " + ", ".join(map(str, numbers)))
+        if rin.transport_problem(outcome.packet) is not None:
+            self.skip(row, "malformed")
+            return None, ()
+        return outcome.packet, outcome.tokens
+
+    def _discard_fragments(self, rows, reason: str) -> None:
+        for part in rows:
+            self.skip(part, reason)
+
+    def _feed(self, flow: ReplayFlow, key, packet: bytes, flags: int, from_client: bool, row: Row, rec: int) -> None:
         """Hand one recorded packet of a replayed flow to its side."""
         flow.last_input = rec
+        flow.last_frame = row.frame
+        row.flow = flow
         self.accepted += 1
-        if self.options.fix_checksums:
-            packet = rin.fix_checksums(packet)
+        now = self.sim.now
+        if self.first_replayed_ns is None:
+            self.first_replayed_ns = now
+            if self.timeline_origin is None:
+                self._align_timeline(now)
+        self.last_replayed_ns = now
+        if row.filled or row.parts:
+            packet = self._repair(packet, row)
+        else:   # the common packet: verify (and fix) its checksums, nothing else to repair
+            wrong = repair.check_checksums(packet)
+            if wrong:
+                packet = self._fix(packet, wrong, row)
         if flags & (FIN | RST):
-            self._closing_flags(key, flow, from_client, bool(flags & FIN), table)
+            self.flows.closing_flags(key, flow, from_client, flags)
         if flow.outcome is not None:
-            flow.not_sent(from_client)
+            flow.not_sent(from_client, row)
             return
         if from_client:
-            frame = frames.rewrite_ipv4_l4(self._header + packet, self._router_mac, self._client_mac,
-                                           flow.client_ip, flow.client_port, self.net.vs.vip, self.net.vs.port,
-                                           ttl_decrement=0)
-            flow.from_client(frame, number)
+            flow.from_client(flow.to_vip.apply(self._header + packet, self._router_mac, self._client_mac), row)
         else:
-            flow.from_server(packet, number)
+            flow.from_server(packet, row)
         if flow.close.closing or flags & FIN:
-            self._track_close(key, flow, from_client, packet, ihl, flags)
+            self.flows.track_close(key, flow, from_client, packet, flags)
 
-    def _track_close(self, key, flow: ReplayFlow, from_client: bool, packet: bytes, ihl: int, flags: int) -> None:
-        """Forget a flow's input as soon as both FINs are acknowledged in the recording (its last
-        packet), rather than after CLOSE_LINGER: short connections then hold no state at all."""
-        seq, ack = _SEQ_ACK.unpack_from(packet, ihl + TCP_SEQ)
-        close = flow.close
-        if flags & FIN:
-            end = (seq + len(packet) - ihl - (packet[ihl + 12] >> 4) * 4 + 1) & 0xFFFFFFFF
-            if from_client:
-                close.client_fin_end = end
-            else:
-                close.server_fin_end = end
-        other = close.server_fin_end if from_client else close.client_fin_end
-        if flags & ACK and other is not None and (ack - other) & 0xFFFFFFFF < 0x80000000:
-            if from_client:
-                close.client_acked_server_fin = True
-            else:
-                close.server_acked_client_fin = True
-        if close.finished and self._closing.pop(key, None) is flow:
-            self._input_finished(flow)
+    def _repair(self, packet: bytes, row: Row) -> bytes:
+        """Fill in what the snap length cut, then verify the checksums: fix them, or keep them (and say so)."""
+        if row.filled:
+            packet = repair.recompute_transport_checksum(packet)
+            row.note(f"{row.filled} bytes cut by the snap length filled with zeros")
+            self.snaplen_filled += 1
+        wrong = repair.check_checksums(packet)
+        return self._fix(packet, wrong, row) if wrong else packet
 
-    def _closing_flags(self, key, flow: ReplayFlow, from_client: bool, fin: bool, table) -> None:
-        close = flow.close
-        if not fin:
-            close.reset = True
-        elif from_client:
-            close.client_fin = True
-        else:
-            close.server_fin = True
-        if close.closed and table is self._open:
-            del self._open[key]
-            self._closing[key] = flow
+    def _fix(self, packet: bytes, wrong: list, row: Row) -> bytes:
+        """Fix the wrong checksums (or keep them with --keep-checksums), count them and say so."""
+        keep = self.options.keep_checksums
+        counts = self.checksums_kept if keep else self.checksums_fixed
+        for checksum in wrong:
+            counts[checksum.protocol] += 1
+            row.note(checksum.describe(fixed=not keep))
+        return packet if keep else repair.fix_checksums(packet, wrong)
 
-    def _classify(self, key, proto, flags, src, sport, dst, dport, loop, rec):
-        sel = self.selection
-        if proto == frames.PROTO_TCP and flags & (SYN | ACK | RST) != SYN:
-            reason = "mid_flow" if sel.could_be_server_port(dport) or sel.could_be_server_port(sport) \
-                else "not_selected"
-        else:
-            reason = sel.verdict(proto, src, sport, dst, dport)
-        client_ip = self._client_address(src, loop) if reason is None else None
-        if reason is None and client_ip is None:
-            reason = "client_address_unusable"
-        if reason is not None:
-            self._skip(reason)
-            skipped = self._open[key] = SkippedFlow(reason, rec)
-            if len(self._open) > MAX_IGNORED:
-                self._evict_one()
-            return skipped
+    def open_flow(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, client_ip: bytes, loop: int,
+                  row: Row) -> ReplayFlow:
+        """A recorded flow the VS takes: a new replayed flow, its client ``client_ip:sport``."""
         self.flows_total += 1
+        vs = self.net.vs
         flow = ReplayFlow(self, self.flows_total, proto, client_ip, sport,
-                          f"{frames.ip_text(src)}:{sport}>{frames.ip_text(dst)}:{dport}")
-        flow.rec_client = (src, sport)
+                          f"{frames.ip_text(src)}:{sport}>{frames.ip_text(dst)}:{dport}", loop + 1)
+        flow.rec_client, flow.rec_server = (src, sport), (dst, dport)
+        flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, vs.vip, vs.port, ttl_decrement=0)
+        flow.first_frame = row.frame
+        flow.send_client = self.clients.send
         old = self._flows_by_client.get((client_ip, sport, proto))
         if old is not None:      # the same client 4-tuple reopened before the old flow settled
             old.reset("replaced by a new recorded flow on the same client address and port")
         self._flows_by_client[(client_ip, sport, proto)] = flow
         self.live[flow.number] = flow
-        self._open[key] = flow
         return flow
 
-    def _client_address(self, ip: bytes, loop: int) -> bytes | None:
-        if loop:  # later loops need distinct flows (tcpreplay --unique-ip): move the client's first octet
-            ip = bytes(((ip[0] + loop) & 0xFF,)) + ip[1:]
-        if rin.client_address_problem(ip, self._frontend, self._reserved):
-            return None
-        return ip
-
-    def _evict_one(self) -> None:
-        for key, entry in self._open.items():
-            if isinstance(entry, SkippedFlow):
-                del self._open[key]
-                return
-
-    def _expire(self, rec: int) -> None:
-        for table, linger in ((self._closing, CLOSE_LINGER), (self._open, IDLE_TIMEOUT)):
-            while table:
-                key, entry = next(iter(table.items()))
-                if entry.last_input + linger >= rec:
-                    break
-                del table[key]
-                if isinstance(entry, ReplayFlow):
-                    self._input_finished(entry)
+    def _align_timeline(self, origin: int) -> None:
+        """The [[events]] timeline starts now (the first replayed packet, or the end of an input that had none)."""
+        self.timeline_origin = origin
+        self.net.controller.schedule_timeline(origin)
 
     def _end_loop(self) -> None:
-        for table in (self._closing, self._open):
-            for entry in table.values():
-                if isinstance(entry, ReplayFlow):
-                    self._input_finished(entry)
-            table.clear()
+        for outcome in self.reassembler.flush():
+            self._discard_fragments(outcome.tokens, outcome.reason)
+        self.flows.clear()
+        self.account.flush()
 
     def _end_input(self) -> None:
         self._end_loop()
         self.input_over = True
+        if self.timeline_origin is None:
+            self._align_timeline(self.sim.now)
         if self.on_progress is not None:
             self.on_progress(-1)
 
     # -- flow lifecycle ------------------------------------------------------------------
 
-    def _input_finished(self, flow: ReplayFlow) -> None:
+    def input_finished(self, flow: ReplayFlow) -> None:
         flow.input_done = True
         self._settle(flow)
 
@@ -395,8 +424,10 @@ class Replayer:
             del self._flows_by_client[(flow.client_ip, flow.client_port, flow.proto)]
         if flow.server is not None:
             flow.server.forget(flow)
-        self._dead += max(flow.backlog, 0)   # what it still owed will never arrive
         outcome = flow.final_outcome()
+        if force:
+            flow.drop_queued("flow_stalled")
+        self._dead += max(flow.backlog, 0)   # what it still owed will never arrive
         self.outcomes[outcome] += 1
         recorded = flow.client.read + flow.server_side.read
         sent = flow.client.sent + flow.server_side.sent
@@ -410,6 +441,8 @@ class Replayer:
             self.packets["lost_in_network"] += sent - arrived
         if len(self.flow_details) < MAX_FLOW_DETAILS:
             self.flow_details.append(flow.report())
+        self.account.flow_settled(flow, report.flow_row(flow, outcome))
+        self.account.flush()
 
     # -- running -------------------------------------------------------------------------
 
@@ -420,7 +453,8 @@ class Replayer:
         sim = self.sim
         seen, quiet_since = -1, 0
         while True:
-            sim.run(until_ns=sim.now + RUN_STEP)
+            # Long recorded gaps are crossed in one call (timers still run in their turn).
+            sim.run(until_ns=max(sim.now + RUN_STEP, self._wake if not self.input_over else 0))
             if not self.input_over:
                 continue
             if not self.live:
@@ -433,33 +467,8 @@ class Replayer:
         for flow in list(self.live.values()):
             flow.input_done = True
             self._settle(flow, force=True)
-        duration = seconds(self.net.scenario.duration)
-        if sim.now < duration:
-            sim.run(until_ns=duration)
-        return self.summary()
-
-    def summary(self) -> dict:
-        summary = self.net.summary()
-        summary["duration"] = round(self.sim.now / NS_PER_S, 9)
-        outcomes = self.outcomes
-        summary["flows"] = {"total": self.flows_total, "completed": outcomes["completed"],
-                            "reset": outcomes["reset"], "failed": outcomes["stalled"], "open": len(self.live)}
-        summary["skipped"] = dict(sorted(self.skipped.items()))
-        opts = self.options
-        summary["replay"] = {
-            "capture": str(self.path),
-            "timing": "topspeed" if opts.topspeed else ("recorded" if opts.speed == 1 else f"speed x{opts.speed:g}"),
-            "loops": opts.loop, "limit": opts.limit, "stopped_at_limit": self.stopped_at_limit,
-            "input_packets": self.input_packets, "replayed_packets": self.accepted,
-            "skipped_packets": sum(self.skipped.values()),
-            "skipped": summary["skipped"],
-            "input_error": self.input_error, "accepted_truncation": self.truncated[0] if self.truncated else None,
-            "first_packet_at": None if self.first_ns is None else round(self.first_ns / NS_PER_S, 9),
-            "last_packet_at": round(self.last_input_ns / NS_PER_S, 9),
-            "replay_ended_at": round(self.replay_end_ns / NS_PER_S, 9),
-            "flows": {"total": self.flows_total, **{k: outcomes[k] for k in ("completed", "reset", "stalled")}},
-            "packets": dict(sorted(self.packets.items())),
-            "flow_details": self.flow_details,
-            "flow_details_truncated": self.flows_total > len(self.flow_details),
-        }
-        return summary
+        end = self.timeline_origin + seconds(self.net.scenario.duration)
+        if sim.now < end:
+            sim.run(until_ns=end)
+        self.account.close()
+        return report.summary(self)

@@ -8,7 +8,9 @@ magic, any link type, optionally cutting the last record short), and
 last ACK, correct sequence and acknowledgement numbers, valid checksums)
 in recorded order, lazily, so a multi-million-packet capture is written
 without ever being held in memory.  ``relink`` re-encapsulates Ethernet
-frames (802.1Q tag, Linux cooked SLL/SLL2, raw IP) to exercise decoding.
+frames (802.1Q tag, Linux cooked SLL/SLL2, raw IP, loopback) to exercise
+decoding.  ``offload`` and ``ip_fragment`` make frames as a sending host's
+capture holds them: checksums left for the NIC, IPv4 fragments.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import struct
 from typing import Iterable, Iterator
 
 from ..wire import frames
+from ..wire.checksum import ones_complement_sum
 from ..wire.frames import ACK, FIN, PSH, SYN
 
 CLIENT_MAC = bytes.fromhex("020000000001")
@@ -24,18 +27,20 @@ SERVER_MAC = bytes.fromhex("020000000002")
 
 
 def write_pcap(path, records: Iterable[tuple[int, bytes]], linktype: int = 1, nanosecond: bool = False,
-               cut_last: int = 0) -> int:
+               cut_last: int = 0, snaplen: int = 262144) -> int:
     """Write (time_ns, frame) records to a classic pcap; return how many. ``cut_last`` bytes are
-    removed from the end of the file (a capture whose writer was killed mid-record)."""
+    removed from the end of the file (a capture whose writer was killed mid-record); frames longer
+    than ``snaplen`` are cut to it, their original length recorded (``tcpdump -s``)."""
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     count = 0
     with open(path, "wb", buffering=1 << 20) as out:
-        out.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, 262144, linktype))
+        out.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
         record = struct.Struct("<IIII")
         for time_ns, frame in records:
             sec, rest = divmod(time_ns, 1_000_000_000)
-            out.write(record.pack(sec, rest if nanosecond else rest // 1000, len(frame), len(frame)))
-            out.write(frame)
+            kept = frame[:snaplen]
+            out.write(record.pack(sec, rest if nanosecond else rest // 1000, len(kept), len(frame)))
+            out.write(kept)
             count += 1
         if cut_last:
             out.truncate(out.tell() - cut_last)
@@ -43,8 +48,13 @@ def write_pcap(path, records: Iterable[tuple[int, bytes]], linktype: int = 1, na
 
 
 def relink(frame: bytes, how: str) -> bytes:
-    """Re-encapsulate an Ethernet IPv4 frame: ``vlan`` (802.1Q tag 42), ``sll``, ``sll2`` or ``raw``."""
+    """Re-encapsulate an Ethernet IPv4 frame: ``vlan`` (802.1Q tag 42), ``sll``, ``sll2``, ``raw``, ``null``
+    (BSD loopback, little-endian AF_INET) or ``loop`` (OpenBSD loopback, big-endian AF_INET)."""
     packet = frame[14:]
+    if how == "null":
+        return struct.pack("<I", 2) + packet
+    if how == "loop":
+        return struct.pack(">I", 2) + packet
     if how == "vlan":
         return frame[:12] + struct.pack("!HH", 0x8100, 42) + frame[12:]
     if how == "sll":   # incoming, ARPHRD_ETHER, 6-byte address
@@ -117,3 +127,29 @@ def _connection(number: int, server_ip: bytes, port: int, segments: int, size: i
     yield c(FIN | ACK)   # the client closes: its ACK is the connection's last packet
     yield s(FIN | ACK)
     yield c(ACK)
+
+
+def offload(frame: bytes, how: str) -> bytes:
+    """An Ethernet TCP/UDP frame as its sender's capture shows it under checksum offload: the transport
+    checksum ``zero``, or ``partial`` (the pseudo-header sum Linux leaves for the NIC, CHECKSUM_PARTIAL)."""
+    ihl = (frame[14] & 0x0F) * 4
+    proto = frame[23]
+    at = 14 + ihl + (16 if proto == frames.PROTO_TCP else 6)
+    length = len(frame) - 14 - ihl
+    value = 0 if how == "zero" else ones_complement_sum(frame[26:34] + struct.pack("!BBH", 0, proto, length))
+    return frame[:at] + struct.pack("!H", value) + frame[at + 2:]
+
+
+def ip_fragment(frame: bytes, offset: int, length: int, more: bool, ident: int | None = None) -> bytes:
+    """An Ethernet frame carrying bytes [offset, offset + length) of ``frame``'s IPv4 payload as a fragment
+    (DF cleared, MF as ``more``; ``offset`` a multiple of 8), its header checksum right."""
+    ihl = (frame[14] & 0x0F) * 4
+    header = bytearray(frame[14:14 + ihl])
+    piece = frame[14 + ihl + offset:14 + ihl + offset + length]
+    struct.pack_into("!H", header, 2, ihl + len(piece))
+    if ident is not None:
+        struct.pack_into("!H", header, 4, ident)
+    struct.pack_into("!H", header, 6, (0x2000 if more else 0) | (offset // 8))
+    header[10:12] = b"\x00\x00"
+    struct.pack_into("!H", header, 10, frames.checksum(bytes(header)))
+    return frame[:14] + bytes(header) + piece

@@ -13,19 +13,26 @@ ISB, custom and unknown blocks are skipped.  What a capture says besides
 its frames (section comments, interface names and descriptions, the
 name-resolution blocks) is collected into a ``CaptureInfo`` when the
 caller passes one (``dataplane split`` copies it into the files it writes).
+Either format may be gzip-compressed (``tcpdump -w - | gzip``,
+``.pcap.gz``): recognised by its magic, decompressed as a stream; byte
+offsets then count the uncompressed stream.  Only regular files are read:
+a FIFO or a device is refused before anything is read from it (it could
+block for ever or never end).
 
 Errors raise ``CaptureError`` naming the file, frame number and byte
-offset.  A truncated final record is reported only AFTER every whole
-record before it has been yielded, so callers can replay what is whole.
+offset.  A truncated final record (or compressed stream) is reported only
+AFTER every whole record before it has been yielded, so callers can replay
+what is whole.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = ["Record", "CaptureError", "CaptureInfo", "Interface", "Section", "open_capture", "read_all",
            "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LINUX_SLL",
@@ -99,18 +106,20 @@ class CaptureError(Exception):
 
 
 class _Stream:
-    """Chunked buffer over a binary file: buf[pos:] are unread bytes,
-    ``base`` is the file offset of buf[0]."""
+    """Chunked buffer over a binary stream: buf[pos:] are unread bytes,
+    ``base`` is the stream offset of buf[0].  ``broken`` says why a
+    compressed stream stopped early (its end marker missing, or corrupt)."""
 
-    __slots__ = ("f", "buf", "pos", "base")
+    __slots__ = ("read", "buf", "pos", "base", "broken")
 
-    def __init__(self, f, first: bytes):
-        self.f, self.buf, self.pos, self.base = f, first, 0, 0
+    def __init__(self, read: Callable[[int], bytes], first: bytes):
+        self.read, self.buf, self.pos, self.base = read, first, 0, 0
+        self.broken: str | None = None
 
     def fill(self, need: int) -> bool:
         """Make at least ``need`` bytes available at pos; False at EOF."""
         while len(self.buf) - self.pos < need:
-            more = self.f.read(max(_CHUNK, need - (len(self.buf) - self.pos)))
+            more = self._more(max(_CHUNK, need - (len(self.buf) - self.pos)))
             if not more:
                 return False
             # Drop consumed bytes so memory stays ~one chunk.
@@ -120,22 +129,83 @@ class _Stream:
         return True
 
 
-def open_capture(path, info: CaptureInfo | None = None) -> Iterator[Record]:
-    """Yield every record of a pcap or pcapng file, streaming; fill ``info`` as its blocks go by."""
+    def _more(self, size: int) -> bytes:
+        import gzip  # only a compressed capture needs them (and _more runs once a chunk)
+        import zlib
+        if self.broken:
+            return b""
+        try:
+            return self.read(size)
+        except EOFError:  # gzip: the compressed stream ends before its end marker
+            self.broken = "truncated: the compressed stream ends before its end marker"
+        except (zlib.error, gzip.BadGzipFile) as error:
+            self.broken = f"corrupt compressed data ({error})"
+        return b""
+
+
+#: Called as on_interface(section, interface_id, linktype, name) for every interface a capture defines.
+InterfaceHook = Callable[[int, int, int, "str | None"], None]
+
+
+def open_capture(path, info: CaptureInfo | None = None,
+                 on_interface: InterfaceHook | None = None) -> Iterator[Record]:
+    """Yield every record of a (possibly gzip-compressed) pcap or pcapng file, streaming.
+
+    ``info`` is filled as the file's blocks go by; ``on_interface`` hears of each interface as the
+    file defines it (pcap: one).
+    """
     name = os.path.basename(os.fspath(path))
-    with open(path, "rb") as f:
-        s = _Stream(f, f.read(_CHUNK))
+    with _open_regular(path, name) as f:
+        first = f.read(_CHUNK)
+        read = f.read
+        if first[:2] == b"\x1f\x8b":
+            import gzip  # imported here: plain captures, the common case, never load it
+            f.seek(0)
+            # read1: one decompression step a call, so an early end of the compressed stream
+            # (EOFError) never swallows data already decompressed.
+            read = gzip.GzipFile(fileobj=f, mode="rb").read1
+            name = f"{name} (uncompressed)"
+            first = b""
+        s = _Stream(read, first)
         if not s.fill(4):
+            if s.broken:
+                raise CaptureError(f"{name}: {s.broken}")
             raise CaptureError(f"{name}: empty or too short ({len(s.buf)} bytes): "
                                "not a pcap or pcapng file")
         magic = s.buf[:4]
         if magic == b"\x0a\x0d\x0d\x0a":
-            yield from _pcapng(s, name, info)
+            records = _pcapng(s, name, info, on_interface)
         elif magic in _PCAP_MAGICS:
-            yield from _pcap(s, name, *_PCAP_MAGICS[magic], info)
+            records = _pcap(s, name, *_PCAP_MAGICS[magic], info, on_interface)
         else:
             raise CaptureError(f"{name}: not a pcap or pcapng file "
                                f"(magic 0x{magic.hex()})")
+        try:
+            count = yield from records
+        except CaptureError as error:
+            if not s.broken:
+                raise
+            raise CaptureError(f"{name}: frame {error.frame_number} at byte {error.offset} is unreadable: "
+                               f"{s.broken}", error.frame_number, error.offset) from None
+        if s.broken:  # the compressed stream broke off exactly between two records
+            raise CaptureError(f"{name}: frame {count + 1} at byte {s.base + s.pos} is unreadable: "
+                               f"{s.broken}", count + 1, s.base + s.pos)
+
+
+def _open_regular(path, name: str):
+    """Open ``path`` for reading if it is a regular file; never block on a FIFO or read a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
+            raise CaptureError(f"{name}: not a regular file ({kind}); only capture files are read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_all(path) -> list[Record]:
@@ -155,7 +225,8 @@ def _truncated(name, number, off, detail):
                         number, off)
 
 
-def _pcap(s: _Stream, name: str, bo: str, frac_ns: int, info: CaptureInfo | None) -> Iterator[Record]:
+def _pcap(s: _Stream, name: str, bo: str, frac_ns: int, info: CaptureInfo | None,
+          on_interface: InterfaceHook | None):
     if not s.fill(24):
         raise CaptureError(f"{name}: pcap file header truncated "
                            f"({len(s.buf)} of 24 bytes)", 0, 0)
@@ -163,6 +234,8 @@ def _pcap(s: _Stream, name: str, bo: str, frac_ns: int, info: CaptureInfo | None
     if info is not None:
         snaplen = struct.unpack_from(bo + "I", s.buf, 16)[0]
         info.sections.append(Section(None, None, [Interface(None, None, linktype, snaplen)]))
+    if on_interface is not None:
+        on_interface(0, 0, linktype, None)
     s.pos = 24
     unpack = struct.Struct(bo + "IIII").unpack_from
     number = 0
@@ -174,7 +247,7 @@ def _pcap(s: _Stream, name: str, bo: str, frac_ns: int, info: CaptureInfo | None
             if not s.fill(16):
                 left = len(s.buf) - s.pos
                 if not left:
-                    return
+                    return number
                 raise _truncated(name, number + 1, s.base + s.pos,
                                  f"record header needs 16 bytes, {left} left")
             buf, pos, n = s.buf, s.pos, len(s.buf)
@@ -268,8 +341,8 @@ def _names(info: CaptureInfo, buf: bytes, pos: int, end: int, bo: str) -> None:
         pos += 4 + length + ((-length) & 3)
 
 
-def _pcapng(s: _Stream, name: str, info: CaptureInfo | None = None) -> Iterator[Record]:
-    number = 0
+def _pcapng(s: _Stream, name: str, info: CaptureInfo | None, on_interface: InterfaceHook | None):
+    number = section = 0
     bo = "<"
     ohdr, hdr, epb, u32 = (st.unpack_from for st in _S[bo])
     ifaces: list[tuple] = []
@@ -280,7 +353,7 @@ def _pcapng(s: _Stream, name: str, info: CaptureInfo | None = None) -> Iterator[
             if not s.fill(12):
                 left = len(s.buf) - s.pos
                 if not left:
-                    return
+                    return number
                 raise _truncated(name, number + 1, s.base + s.pos,
                                  f"block header needs 12 bytes, {left} left")
             buf, pos, n = s.buf, s.pos, len(s.buf)
@@ -294,6 +367,7 @@ def _pcapng(s: _Stream, name: str, info: CaptureInfo | None = None) -> Iterator[
             ohdr, hdr, epb, u32 = (st.unpack_from for st in _S[bo])
             btype, total = hdr(buf, pos)
             ifaces = []  # interface ids are per section
+            section += 1
         if total < 12 or total & 3 or total > _MAX_RECORD:
             off = s.base + pos
             raise CaptureError(f"{name}: corrupt block at byte {off} (type 0x{btype:x}, "
@@ -353,6 +427,8 @@ def _pcapng(s: _Stream, name: str, info: CaptureInfo | None = None) -> Iterator[
             ifaces.append(_iface(linktype, snaplen, opts, bo))
             if info is not None:
                 _interface(info, linktype, snaplen, opts)
+            if on_interface is not None:
+                on_interface(section - 1, len(ifaces) - 1, linktype, ifaces[-1][1])
         elif info is not None and btype == _SHB_TYPE:
             _section(info, _options(buf, pos + 24, end, bo))
         elif info is not None and btype == 4:  # NRB

@@ -70,3 +70,46 @@ def apply_delta(old_checksum: int, delta: int) -> int:
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def bad_checksum(data: bytes, ip: int = 14) -> str | None:
+    """Name the first wrong checksum of the IPv4 packet at ``data[ip:]``: "ipv4", "tcp", "udp", or None.
+
+    A node calls it once at entry to drop what a real stack drops.  It judges only
+    checksums the bytes hold: a packet shorter than its headers say is left to the
+    parsers (None), a fragment's transport checksum covers the whole datagram
+    (not checked), and a zero UDP checksum means "none" (RFC 768).  Each sum is
+    one bignum modulo (see ``ones_complement_sum``): a correct checksum makes the
+    one's-complement sum 0xFFFF, which is 0 modulo 0xFFFF.
+    """
+    if len(data) < ip + 20:
+        return None
+    ihl = (data[ip] & 0x0F) * 4
+    total = (data[ip + 2] << 8) | data[ip + 3]
+    end = ip + total
+    if ihl < 20 or total < ihl or end > len(data):
+        return None
+    if int.from_bytes(data[ip:ip + ihl], "big") % 0xFFFF:
+        return "ipv4"
+    if data[ip + 6] & 0x3F or data[ip + 7]:  # more fragments, or a fragment offset
+        return None
+    proto = data[ip + 9]
+    length = total - ihl
+    if proto == 6:
+        if length < 20:
+            return None
+    elif proto == 17:
+        if length < 8 or not (data[ip + ihl + 6] or data[ip + ihl + 7]):
+            return None
+    else:
+        return None
+    # Pseudo-header (addresses, protocol, length) plus the segment.  Without IP options the
+    # addresses and an even-length segment are contiguous: one integer for both.
+    if ihl == 20 and not length & 1:
+        value = int.from_bytes(data[ip + 12:end], "big")
+    else:  # an odd segment is summed as if padded with a zero byte (RFC 1071)
+        value = int.from_bytes(data[ip + 12:ip + 20], "big") + \
+            (int.from_bytes(data[ip + ihl:end], "big") << (8 * (length & 1)))
+    if (value + proto + length) % 0xFFFF:
+        return "tcp" if proto == 6 else "udp"
+    return None

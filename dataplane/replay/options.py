@@ -1,0 +1,176 @@
+"""
+Replay options: what a user may ask of a replay, each value checked against a documented range.
+
+This module owns ``ReplayOptions`` and the parsing of every option's text:
+numbers (``--speed``, ``--pps``, ``--mbps``, ``--loop``, ``--limit``),
+``--match`` and ``--port-map`` specs, and ``--interface``.  Numbers are
+read from ASCII digits only (Python's ``int()`` and ``float()`` would take
+"١٢" as 12, "1_000" as 1000 and "nan" or "inf" as numbers), and each has a
+range (``RANGES``, printed in the README) so that no value can make a run
+endless or overflow the clock.  A bad value raises ``ValueError`` with the
+one line the command prints.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import netaddr
+
+#: option -> (lowest, highest, integer?, why the bounds): the README's table of replay option ranges.
+RANGES = {
+    "--speed": (0.001, 1_000_000.0, False, "a 1 s recorded gap lasts 1000 s to 1 µs"),
+    "--pps": (0.001, 1_000_000_000.0, False, "one packet per 1000 s to one per ns"),
+    "--mbps": (0.001, 1_000_000.0, False, "1 kbit/s to 1 Tbit/s"),
+    "--loop": (1, 255, True, "loop k moves each client's first address octet by k; 256 would wrap"),
+    "--limit": (1, 10**12, True, "input packets"),
+}
+#: Virtual time no replayed packet may pass: the year that bounds a scenario's duration.
+MAX_VIRTUAL_SECONDS = 365 * 86400
+TIMELINE_ORIGINS = ("first-packet", "start")
+
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
+_DIGITS = re.compile(r"[0-9]{1,20}", re.ASCII)
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+class ReplayError(Exception):
+    """Bad replay input (not a capture, unsupported link type, bad option): one line for the user."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How to replay.  At most one of ``speed`` != 1, ``topspeed``, ``pps``, ``mbps`` sets the pace."""
+
+    speed: float = 1.0
+    topspeed: bool = False
+    pps: float | None = None
+    mbps: float | None = None
+    loop: int = 1
+    limit: int | None = None
+    allow_truncated: bool = False
+    #: Replay wrong IPv4/TCP/UDP checksums as recorded (the receiving SE then drops those frames).
+    keep_checksums: bool = False
+    #: Skip frames cut by the capture's snap length instead of filling their missing bytes with zeros.
+    skip_truncated_frames: bool = False
+    port_map: tuple[int, ...] = ()
+    matches: tuple = ()
+    #: Replay only this pcapng interface (its number or name); None: every interface of a supported link type.
+    interface: str | None = None
+    #: "first-packet": [[events]] ``at`` counts from the first replayed packet; "start": from virtual time 0.
+    timeline_from: str = "first-packet"
+
+    def __post_init__(self) -> None:
+        paces = [self.speed != 1.0, self.topspeed, self.pps is not None, self.mbps is not None]
+        if sum(paces) > 1:
+            raise ValueError("--speed, --topspeed, --pps and --mbps are exclusive: give one")
+        if self.timeline_from not in TIMELINE_ORIGINS:
+            raise ValueError(f"--timeline-from: expected one of {', '.join(TIMELINE_ORIGINS)}, "
+                             f"got '{self.timeline_from}'")
+
+    @property
+    def timing(self) -> str:
+        """The pace in words, as summary.json and the printed summary say it."""
+        if self.topspeed:
+            return "topspeed"
+        if self.pps is not None:
+            return f"{self.pps:g} packets/s"
+        if self.mbps is not None:
+            return f"{self.mbps:g} Mbit/s"
+        return "recorded" if self.speed == 1 else f"speed x{self.speed:g}"
+
+
+def parse_number(option: str, text: str) -> float | int:
+    """The value of a numeric option, from ASCII digits, within ``RANGES[option]``; else ValueError."""
+    low, high, integer, why = RANGES[option]
+    pattern = _DIGITS if integer else _DECIMAL
+    if not isinstance(text, str) or not pattern.fullmatch(text):
+        want = "a whole number" if integer else "a decimal number"
+        raise ValueError(f"{option}: expected {want} in ASCII digits from {low:g} to {high:g}, got '{_shown(text)}'")
+    value = int(text) if integer else float(text)
+    if not (low <= value <= high) or (not integer and not math.isfinite(value)):
+        raise ValueError(f"{option}: {text} is out of range {low:g} to {high:g} ({why})")
+    return value
+
+
+def parse_interface(text: str) -> str:
+    """``--interface``: an interface number (pcapng interface id) or name, as given."""
+    if not text or len(text) > 255 or not text.isprintable():
+        raise ValueError(f"--interface: expected an interface number or name, got '{_shown(text)}'")
+    if text.isdigit() and not _DIGITS.fullmatch(text):
+        raise ValueError(f"--interface: interface numbers are ASCII digits, got '{_shown(text)}'")
+    return text
+
+
+def _shown(text) -> str:
+    """``text`` safe to print on one line."""
+    shown = str(text).encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+# -- which flows: --match and --port-map ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a ``--match``: an address or network and an optional port."""
+    network: netaddr.IPNetwork | None
+    port: int | None
+
+    def matches(self, ip: bytes, port: int) -> bool:
+        if self.port is not None and port != self.port:
+            return False
+        return self.network is None or self.network.first <= int.from_bytes(ip, "big") <= self.network.last
+
+
+def _port(value: str, what: str, text: str) -> int:
+    if not _PORT.fullmatch(value) or not 0 < int(value) < 65536:
+        raise ValueError(f"{what}: bad port '{_shown(value)}' in '{_shown(text)}' (want 1-65535 in ASCII digits)")
+    return int(value)
+
+
+def parse_endpoint(text: str, what: str) -> Endpoint:
+    """``ADDR[/LEN][:PORT]``, ``*:PORT`` or ``PORT`` -> Endpoint; ValueError with a one-line reason."""
+    if not text.isascii():
+        raise ValueError(f"{what}: '{_shown(text)}' is not ASCII (addresses and ports are ASCII digits)")
+    address, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if _PORT.fullmatch(text):
+        address, port_text = "*", text
+    port = _port(port_text, what, text) if port_text else None
+    network = None
+    if address not in ("", "*"):
+        try:
+            network = netaddr.IPNetwork(address)
+        except (netaddr.AddrFormatError, ValueError):
+            raise ValueError(f"{what}: bad address '{address}' in '{text}' (want ADDR[/LEN][:PORT])") from None
+        if network.version != 4:
+            raise ValueError(f"{what}: only IPv4 is replayed, got '{address}'")
+    return Endpoint(network, port)
+
+
+def parse_match(text: str) -> tuple[Endpoint | None, Endpoint | None]:
+    """``client=SPEC,server=SPEC`` (either part optional) -> (client, server)."""
+    client = server = None
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        side, sep, spec = part.partition("=")
+        if not sep or side not in ("client", "server"):
+            raise ValueError(f"--match: expected client=ADDR[/LEN][:PORT] and/or server=..., got '{_shown(part)}'")
+        endpoint = parse_endpoint(spec, f"--match {side}")
+        if side == "client":
+            client = endpoint
+        else:
+            server = endpoint
+    if client is None and server is None:
+        raise ValueError(f"--match: empty selection '{_shown(text)}'")
+    return client, server
+
+
+def parse_port_map(text: str, vs_port: int) -> int:
+    """``FROM[:TO]`` -> FROM; TO, when given, must be the VS port (the only port the VS listens on)."""
+    source, _, target = text.partition(":")
+    what = "--port-map"
+    port = _port(source, what, text)
+    if target and _port(target, what, text) != vs_port:
+        raise ValueError(f"--port-map: '{text}' maps to port {target}, but the VS listens on {vs_port}")
+    return port
