@@ -308,7 +308,10 @@ def test_capture_info_of_a_classic_pcap(tmp_path):
 
 def _pcap_bytes(tmp_path, count=40):
     path = tmp_path / "plain.pcap"
-    wrpcap(str(path), [_eth(k) for k in range(count)])
+    packets = [_eth(k) for k in range(count)]
+    for k, packet in enumerate(packets):
+        packet.time = 1_700_000_000 + k  # not Scapy's creation time: the same bytes (and test) every run
+    wrpcap(str(path), packets)
     return path.read_bytes()
 
 

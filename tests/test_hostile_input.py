@@ -102,7 +102,7 @@ HOSTILE_VALUES = {
     "link_local_clients": (('clients = ["198.51.100.0/27"]', 'clients = ["169.254.0.0/24"]'),
                            "traffic.clients[0]: 169.254.0.0/24 is link-local (169.254.0.0/16): hosts cannot use it"),
     "arabic_indic_port": (('"10.20.0.103:8080"', '"10.20.0.103:\u0668\u0660"'),
-                          "pool.servers[2]: expected \"ip:port\", got '10.20.0.103:\u0668\u0660'"),
+                          "pool.servers[2]: expected \"ip:port\" or \"[ipv6]:port\", got '10.20.0.103:\u0668\u0660'"),
     "arabic_indic_prefix": (('clients = ["198.51.100.0/27"]', 'clients = ["198.51.100.0/\u0662\u0667"]'),
                             "traffic.clients[0]: '198.51.100.0/\u0662\u0667' is not a network in CIDR notation"),
     "seed_2_64": (("seed = 7", "seed = 18446744073709551616"),

@@ -101,7 +101,7 @@ def test_management_addresses_come_from_the_scenario_or_a_free_default():
 @pytest.mark.parametrize("management, message", [
     ({"cidr": "10.20.0.0/16"}, "networks.management.cidr: 10.20.0.0/16 overlaps networks.backend (10.20.0.0/24)"),
     ({"cidr": "10.99.0.0/24", "gateway": "10.99.0.1"}, "networks.management.gateway: not a key of the management "
-                                                        "network: nothing is routed to it"),
+                                                        "network: it is IPv4 and nothing is routed to it"),
     ({"cidr": "10.99.0.0/30"}, "networks.management: 10.99.0.0/30 has room for 1 SE(s) besides its other hosts; "
                                "4 listed"),
 ])

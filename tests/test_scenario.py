@@ -247,7 +247,7 @@ CASES = {
                       "networks.dmz: unknown key; expected one of: frontend, backend, management"),
     # missing required keys
     "missing_top": ([("duration", DELETE)], "duration: missing required key"),
-    "missing_vip": ([("virtual_service.vip", DELETE)], "virtual_service.vip: missing required key"),
+    "missing_vip": ([("virtual_service.vip", DELETE)], "virtual_service.vip: missing required key (or vip6, or both)"),
     "missing_gateway": ([("networks.frontend.gateway", DELETE)],
                         "networks.frontend.gateway: missing required key"),
     "missing_backend": ([("networks.backend", DELETE)], "networks.backend: missing required key"),
@@ -257,7 +257,7 @@ CASES = {
     "server_not_string": ([("pool.servers[1]", 8080)],
                           'pool.servers[1]: expected "ip:port" string, got integer'),
     "server_no_port": ([("pool.servers[1]", "10.20.0.102")],
-                       "pool.servers[1]: expected \"ip:port\", got '10.20.0.102'"),
+                       "pool.servers[1]: expected \"ip:port\" or \"[ipv6]:port\", got '10.20.0.102'"),
     "bool_is_not_int": ([("seed", True)], "seed: expected integer, got boolean"),
     "float_is_not_int": ([("virtual_service.port", 80.0)],
                          "virtual_service.port: expected integer, got float"),
@@ -276,7 +276,7 @@ CASES = {
     "host_bits": ([("networks.backend.cidr", "10.20.0.5/24")],
                   "networks.backend.cidr: 10.20.0.5/24 has host bits set; did you mean 10.20.0.0/24?"),
     "ipv6_network": ([("networks.frontend.cidr", "fd00::/64")],
-                     "networks.frontend.cidr: IPv6 networks are not supported yet"),
+                     "networks.frontend.cidr: 'fd00::/64' is an IPv6 network: give it as cidr6 (this key is IPv4)"),
     "nan": ([("duration", float("nan"))], "duration: must be a finite number, got nan"),
     # ranges
     "max_scaleout_range": ([("se_group.max_scaleout_per_vs", 65)],

@@ -53,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run a built-in product tour (default: VMware, scale out to 4 SEs "
-                                            "and back; --tour two-vs: two virtual services sharing SEs)")
+                                            "and back; --tour two-vs: two virtual services sharing SEs; --tour dual-stack: "
+                                            "IPv4 and IPv6 on one VS)")
     demo.add_argument("--tour", choices=sorted(TOURS), default="scale-out",
-                      help="which tour: scale-out (default) or two-vs")
+                      help="which tour: scale-out (default), two-vs or dual-stack")
     demo.add_argument("--out", type=Path, default=None,
                       help="output folder (default: out/demo, or out/demo-<tour> for another tour)")
     report.add_flag(demo, default=True)
@@ -83,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 #: The built-in tours: ``dataplane demo --tour NAME`` runs ``dataplane/scenarios/<file>``.
-TOURS = {"scale-out": "demo.toml", "two-vs": "demo-two-vs.toml"}
+TOURS = {"scale-out": "demo.toml", "two-vs": "demo-two-vs.toml", "dual-stack": "demo-dual-stack.toml"}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -16,13 +16,20 @@ def format_summary(summary: dict) -> str:
     ]
     for name, vs in services.items() if several else ():
         ports = ", ".join(str(port) for port in vs["ports"])
-        lines += _flows(f"  {name} ({vs['vip']} {vs['protocol']} {ports}, primary {vs['primary']}, "
+        vips = " ".join(vs[key] for key in ("vip", "vip6") if key in vs)
+        lines += _flows(f"  {name} ({vips} {vs['protocol']} {ports}, primary {vs['primary']}, "
                         f"on {', '.join(vs['service_engines']) or 'no SE'}): flows", vs["flows"], indent="    ")
     resets = summary.get("resets_by_se") or {}
     if resets:
         lines.append("connections reset by SEs (a RST to the client, and to the server if it had one): " + "; ".join(
             f"{se} " + ", ".join(f"{n} {why}" for why, n in reasons.items()) for se, reasons in resets.items()))
     lines.append("new flows by SE: " + ", ".join(f"{se} {n}" for se, n in summary["flows_by_se"].items()))
+    for name, vs in services.items():
+        families = vs.get("flows_by_family")
+        if families:
+            label = f"  {name} " if several else "  "
+            lines.append(label + "by family (one Maglev table for both): " + ", ".join(
+                f"{se} {n} IPv4 + {families['ipv6'][se]} IPv6" for se, n in families["ipv4"].items()))
     phases = summary.get("flows_by_phase", [])
     if len(phases) > 1:
         lines.append("new flows by phase:")

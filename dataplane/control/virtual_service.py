@@ -35,7 +35,10 @@ class VirtualService:
         self.name = spec.name
         self.spec = spec
         self.index = index
-        self.vip = frames.ip_bytes(spec.vip)
+        #: The VIPs: IPv4, IPv6 (dual stack: both); None for a family the VS does not have.
+        self.vip = frames.ip_bytes(str(spec.vip)) if spec.vip is not None else None
+        self.vip6 = frames.ip_bytes(str(spec.vip6)) if spec.vip6 is not None else None
+        self.vips = tuple(vip for vip in (self.vip, self.vip6) if vip is not None)
         #: The first port: where generated traffic goes when there is one, and what old single-port code names.
         self.port = spec.port
         #: One byte per port, 1 where the VS listens: the steering path's port check is one index.
@@ -56,6 +59,8 @@ class VirtualService:
         self.flow_table = flowhash.FlowTable(FLOW_TABLE_CAPACITY)
         self.table: flowhash.MaglevTable | None = None
         self.flows_by_se: Counter[str] = Counter()
+        #: The IPv6 part of ``flows_by_se`` (what a dual-stack summary splits by family).
+        self.ipv6_flows_by_se: Counter[str] = Counter()
         #: The VXLAN network identifier of this VS's tunnel frames, and its heartbeats' VNI field.
         self.vni = index + 1
         #: Until then a new primary asks the other SEs about UDP packets it does not know (flow probes), as it
@@ -179,6 +184,8 @@ class VirtualService:
     # -- steering --------------------------------------------------------------------
 
     def flow_key(self, view: frames.FlowView) -> bytes:
+        if view.version == 6:
+            return flowhash.flow_key_ipv6(view.src, view.dst, view.proto, view.sport, view.dport)
         return flowhash.flow_key_ipv4(view.src, view.dst, view.proto, view.sport, view.dport)
 
     def choose(self, key: bytes) -> tuple[str, int]:

@@ -57,9 +57,11 @@ def build(scenario: Scenario, capture_file: BinaryIO | None = None, on_event: Ca
           application: str = "dataplane", hooks: Hooks = Hooks()) -> Network:
     """Turn ``scenario`` into a network ready to ``start``; frames go to ``capture_file`` if given."""
     clock = Simulator()
-    gateway = frames.ip_bytes(scenario.networks["frontend"].gateway)
+    frontend_net = scenario.networks["frontend"]
+    gateway = frames.ip_bytes(frontend_net.gateway)
+    gateway6 = frames.ip_bytes(frontend_net.gateway6) if frontend_net.gateway6 is not None else None
     group = scenario.se_group
-    paths = PathPolicy.decide(scenario.cloud, group.se_tunnel_mode, gateway)
+    paths = PathPolicy.decide(scenario.cloud, group.se_tunnel_mode, gateway, gateway6)
     runtime = Runtime(clock, paths, on_event)
     capture = None
     if capture_file is not None:
@@ -86,14 +88,18 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
 
     gateways = client_gateways(sc.traffic.clients)
     net.router = Router(runtime, "gw", clients_seg, gateways, frontend, runtime.paths.client_next_hop,
-                        frontend_net.cidr)
+                        frontend_net.cidr, runtime.paths.client_next_hop6, frontend_net.cidr6)
     runtime.registry.add(net.router)
 
     _servers(net, sc, hooks, backend)
     _management(net, sc)
-    net.free_frontend = AddressPool(frontend_net.cidr, {frontend_net.gateway} | {vs.vip for vs in sc.virtual_services})
+    vips = {vip for vs in sc.virtual_services for vip in (vs.vip, vs.vip6) if vip is not None}
     servers = {server.ip for vs in sc.virtual_services for server in vs.pool.servers}
-    net.free_backend = AddressPool(backend_net.cidr, servers | ({backend_net.gateway} if backend_net.gateway else set()))
+    net.free_frontend = AddressPool(frontend_net.cidr, {frontend_net.gateway} | vips)
+    net.free_backend = AddressPool(backend_net.cidr, servers | {backend_net.gateway})
+    # IPv6 (dual stack): the SEs take addresses of each cidr6 the same way, from ::11 on.
+    net.free_frontend6 = AddressPool(frontend_net.cidr6, {frontend_net.gateway6} | vips) if frontend_net.cidr6 else None
+    net.free_backend6 = AddressPool(backend_net.cidr6, servers | {backend_net.gateway6}) if backend_net.cidr6 else None
     for spec in sc.service_engines:
         add_service_engine(net, spec.name, spec.host)
 
@@ -153,7 +159,9 @@ def add_service_engine(net: Network, name: str, host: str) -> ServiceEngine:
     sc = net.scenario
     services = [(vs, net.pools[vs.name]) for vs in net.services]
     se = ServiceEngine(net.runtime, name, host, net.segments["frontend"], net.free_frontend.take(),
-                       net.segments["backend"], net.free_backend.take(), services, sc.se_group, sc.seed)
+                       net.segments["backend"], net.free_backend.take(), services, sc.se_group, sc.seed,
+                       net.free_frontend6.take() if net.free_frontend6 else None,
+                       net.free_backend6.take() if net.free_backend6 else None)
     se.attach_management(net.segments[management_segment], net.free_management.take())
     net.runtime.registry.add_se(se)
     return se

@@ -50,6 +50,8 @@ class Network:
         self.free_frontend: AddressPool
         self.free_backend: AddressPool
         self.free_management: AddressPool
+        self.free_frontend6: AddressPool | None = None
+        self.free_backend6: AddressPool | None = None
         self.controller_node: ControllerNode
         self.started = False
 
@@ -109,7 +111,8 @@ class Network:
         """Name the VIP, router, servers and SEs in the capture (its name-resolution block)."""
         if not self.capture:
             return
-        names = {frames.ip_text(vs.vip): vs.name for vs in self.services}
+        names = {frames.ip_text(vip): vs.name for vs in self.services for vip in vs.vips}
+        names |= {frames.ip_text(address): "gw" for address in (self.router.frontend_nic.ip6,) if address}
         names |= {frames.ip_text(self.router.frontend_nic.ip): "gw",
                  frames.ip_text(self.controller_node.ip): "controller"}
         for server in self.servers:
@@ -126,6 +129,9 @@ class Network:
     @staticmethod
     def _se_names(se: Any) -> dict[str, str]:
         names = {frames.ip_text(se.frontend.ip): se.name, frames.ip_text(se.backend.ip): f"{se.name}-backend"}
+        for nic, label in ((se.frontend, se.name), (se.backend, f"{se.name}-backend")):
+            if nic.ip6 is not None:
+                names[frames.ip_text(nic.ip6)] = label
         management = se.nics.get("management")
         if management is not None:
             names[frames.ip_text(management.ip)] = f"{se.name}-mgmt"
@@ -183,11 +189,13 @@ class Network:
         open_now = sum(1 for c in self.clients for conn in c.connections.values() if conn.target is vs)
         control = self.controller.vs_controls[vs.name].summary()
         return {
-            "vip": frames.ip_text(vs.vip), "protocol": vs.spec.protocol,
+            **{key: frames.ip_text(vip) for key, vip in (("vip", vs.vip), ("vip6", vs.vip6)) if vip is not None},
+            "protocol": vs.spec.protocol,
             "ports": [low if low == high else f"{low}-{high}" for low, high in vs.spec.ports],
             "primary": vs.primary, "service_engines": vs.serving, "standby": vs.standby,
             "flows": _flows(counters.flows_total, counters.outcomes, counters.reasons, open_now),
             "flows_by_se": {name: vs.flows_by_se.get(name, 0) for name in self.se_names if vs.flows_by_se.get(name)},
+            **({"flows_by_family": _by_family(vs, self.se_names)} if vs.vip and vs.vip6 else {}),
             "flows_by_phase": self.runtime.counters.phase_summary(self.sim.now, vs.name),
             "survival": [row.summary() for row in counters.survival],
             "drops": dict(sorted(counters.drops.items())),
@@ -197,13 +205,23 @@ class Network:
     def address_plan(self) -> dict:
         plan = {}
         for name, node in self.nodes.items():
-            plan[name] = {nic_name: {"mac": frames.mac_text(nic.mac), "ip": frames.ip_text(nic.ip)}
-                          for nic_name, nic in node.nics.items()}
+            plan[name] = {nic_name: _nic_plan(nic) for nic_name, nic in node.nics.items()}
         for vs in self.services:
             primary = vs.primary
-            plan[vs.name] = {"vip": {"mac": frames.mac_text(self.nodes[primary].frontend.mac) if primary else None,
-                                     "ip": frames.ip_text(vs.vip)}}
+            mac = frames.mac_text(self.nodes[primary].frontend.mac) if primary else None
+            plan[vs.name] = {key: {"mac": mac, "ip": frames.ip_text(vip)}
+                             for key, vip in (("vip", vs.vip), ("vip6", vs.vip6)) if vip is not None}
         return plan
+
+
+def _nic_plan(nic) -> dict:
+    """A NIC in the address plan: its MAC and addresses (``ip`` IPv4, ``ip6`` IPv6, the ones it has)."""
+    plan = {"mac": frames.mac_text(nic.mac)}
+    if nic.ip is not None:
+        plan["ip"] = frames.ip_text(nic.ip)
+    if nic.ip6 is not None:
+        plan["ip6"] = frames.ip_text(nic.ip6)
+    return plan
 
 
 def _flows(total: int, outcomes: Counter, reasons: dict, open_now: int) -> dict:
@@ -211,3 +229,10 @@ def _flows(total: int, outcomes: Counter, reasons: dict, open_now: int) -> dict:
     return {"total": total, "completed": outcomes["completed"], "reset": outcomes["reset"],
             "failed": outcomes["failed"], "open": open_now,
             "why": {outcome: dict(counted.most_common()) for outcome, counted in reasons.items()}}
+
+
+def _by_family(vs: VirtualService, se_names) -> dict:
+    """A dual-stack VS's new flows per SE, split by address family: both families share one Maglev table."""
+    by_se = {name: vs.flows_by_se[name] for name in se_names if vs.flows_by_se.get(name)}
+    return {"ipv4": {name: n - vs.ipv6_flows_by_se.get(name, 0) for name, n in by_se.items()},
+            "ipv6": {name: vs.ipv6_flows_by_se.get(name, 0) for name in by_se}}

@@ -27,7 +27,7 @@ class Arrivals:
         self.traffic = traffic = vs.spec.traffic
         self.ports = vs.spec.ports
         self.port_count = sum(high - low + 1 for low, high in self.ports)
-        self.clients = clients
+        self.clients = [client for client in clients if client.can_reach(vs)]  # of a family the VS has
         # The first VS keeps the stream single-VS runs have always had (byte-identical captures).
         self.rng = random.Random(f"{seed}:arrivals" + (f":{vs.name}" if vs.index else ""))
         stop = traffic.stop if traffic.stop is not None else duration

@@ -26,7 +26,8 @@ from typing import Callable, Protocol
 
 from ..clock import Simulator
 from ..wire.frames import ethertype, ip_text
-from ..wire.headers import ARP_SENDER_IP, ETH_DST, ETH_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, IP_SRC
+from ..wire.headers import (ARP_SENDER_IP, ETH_DST, ETH_LEN, ETH_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
+                             ETHERTYPE_IPV6, IP_SRC, IPV6_SRC)
 
 MAX_FRAME = 9014  # a 9000-byte MTU plus the Ethernet header
 MAC_TABLE_SIZE = 8192
@@ -45,16 +46,22 @@ Tap = Callable[[int, int, bytes, str], None]
 class Nic:
     """One network interface: a MAC, an IPv4 address, a port on one segment."""
 
-    __slots__ = ("node", "name", "mac", "ip", "segment", "allowed_ips", "up", "down_reason", "congested")
+    __slots__ = ("node", "name", "mac", "ip", "ip6", "groups", "segment", "allowed_ips", "up", "down_reason",
+                 "congested")
 
-    def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes, segment: "Segment", static: bool = True):
+    def __init__(self, node: Receiver, name: str, mac: bytes, ip: bytes | None, segment: "Segment",
+                 static: bool = True, ip6: bytes | None = None):
         self.node = node
         self.name = name
         self.mac = mac
         self.ip = ip
+        #: The NIC's IPv6 address (dual stack, or IPv6 only when ``ip`` is None).
+        self.ip6 = ip6
+        #: IPv6 multicast MACs this NIC receives besides its own and broadcast (its solicited-node groups).
+        self.groups: set[bytes] = set()
         self.segment = segment
         #: Source IPs port security lets out of this port; None means any (a router port).
-        self.allowed_ips: set[bytes] | None = {ip}
+        self.allowed_ips: set[bytes] | None = {a for a in (ip, ip6) if a is not None}
         self.up = True
         #: Why the NIC is down ("se-2 failed, not yet detected"): frames sent to it are captured with it.
         self.down_reason = ""
@@ -153,10 +160,14 @@ class Segment:
         kind = ethertype(frame)
         if kind == ETHERTYPE_IPV4:
             source = frame[IP_SRC]
+        elif kind == ETHERTYPE_IPV6:
+            source = frame[IPV6_SRC]
+            if len(source) != 16:
+                source = b""
         elif kind == ETHERTYPE_ARP:
             source = frame[ARP_SENDER_IP]
         else:
             return None
         if source in sender.allowed_ips:
             return None
-        return ip_text(source) if len(source) == 4 else "(none: the frame is too short to carry one)"
+        return ip_text(source) if len(source) in (4, 16) else "(none: the frame is too short to carry one)"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..clock import NS_PER_S, Timer
 from ..l2 import Segment
 from ..scenario import Traffic
-from ..wire import frames
+from ..wire import dual, frames
 from ..wire.frames import ACK, FIN, PSH, RST, SYN, ZERO_MAC
 from .context import Runtime, ServedService
 from .host import Host
@@ -31,6 +31,12 @@ from .tcp_state import TcpState, advance
 RESPONSE_TIMEOUT = 5 * NS_PER_S
 INITIAL_RTO = NS_PER_S
 EPHEMERAL_PORTS = (32768, 60999)
+
+
+def _host_header(vip: bytes) -> str:
+    """The Host header's value for a VIP: an IPv6 literal in brackets (RFC 7230 5.4, RFC 3986)."""
+    text = frames.ip_text(vip)
+    return f"[{text}]" if len(vip) == 16 else text
 
 
 def http_request(number: int, size: int, host: str) -> bytes:
@@ -53,6 +59,8 @@ class ClientConnection:
     target: ServedService = field(repr=False)
     dport: int
     traffic: Traffic = field(repr=False)
+    #: The VIP of the client's family this connection goes to (the VS's vip or vip6).
+    vip: bytes = b""
     isn: int = 0
     snd_nxt: int = 0
     rcv_nxt: int = 0
@@ -78,7 +86,7 @@ class ClientConnection:
 
     @property
     def tuple_text(self) -> str:
-        return f"{frames.ip_text(self.client.ip)}:{self.sport}>{frames.ip_text(self.target.vip)}:{self.dport}"
+        return f"{dual.endpoint(self.client.ip, self.sport)}>{dual.endpoint(self.vip, self.dport)}"
 
 
 class Client(Host):
@@ -92,7 +100,12 @@ class Client(Host):
         self.rng = random.Random(f"{seed}:{name}")
         self.connections: dict[int, ClientConnection] = {}
         self.used_ports: set[int] = set()
+        #: The MSS of this client's family on a 1500-byte MTU.
+        self.mss = dual.mss_for(ip)
 
+    def can_reach(self, target: ServedService) -> bool:
+        """True if ``target`` has a VIP of this client's family."""
+        return (target.vip6 if len(self.ip) == 16 else target.vip) is not None
     # -- opening ---------------------------------------------------------------
 
     def open(self, number: int, target: ServedService, dport: int, traffic: Traffic) -> ClientConnection:
@@ -100,13 +113,14 @@ class Client(Host):
         sport = self._free_port()
         proto = frames.PROTO_UDP if target.proto == frames.PROTO_UDP else frames.PROTO_TCP
         conn = ClientConnection(self, number, sport, proto, target, dport, traffic,
+                                target.vip6 if len(self.ip) == 16 else target.vip,
                                 requests_left=traffic.requests_per_connection, opened_ns=self.sim.now)
         self.connections[sport] = conn
         self.runtime.counters.flow_opened(target.name)
         if proto == frames.PROTO_TCP:
             conn.isn = self.rng.getrandbits(32)
             conn.snd_nxt = (conn.isn + 1) & 0xFFFFFFFF
-            self._send_tcp(conn, conn.isn, 0, SYN, b"", f"connect #{number}", mss=frames.TCP_MSS)
+            self._send_tcp(conn, conn.isn, 0, SYN, b"", f"connect #{number}", mss=self.mss)
             self._arm(conn, [(conn.isn, 0, SYN, b"", f"connect #{number}")])
         else:
             conn.state = TcpState.ESTABLISHED  # UDP: no handshake
@@ -130,9 +144,8 @@ class Client(Host):
     def _send_tcp(self, conn: ClientConnection, seq: int, ack: int, flags: int, payload: bytes,
                   why: str, mss: int | None = None, noted: bool = False) -> None:
         """Send one segment; ``noted``: the router repeats ``why`` (the access link is not captured)."""
-        target = conn.target
-        frame = frames.tcp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, conn.dport,
-                                 seq, ack, flags, payload, self.next_ident(), mss=mss)
+        frame = dual.tcp(ZERO_MAC, self.nic.mac, self.ip, conn.vip, conn.sport, conn.dport, seq, ack, flags, payload,
+                         self.next_ident(), mss)
         if noted:
             self.runtime.note(frame, f"{self.name} {why}")
         self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
@@ -140,13 +153,12 @@ class Client(Host):
     def _send_request(self, conn: ClientConnection) -> None:
         conn.request_number += 1
         conn.received = 0
-        target = conn.target
-        payload = http_request(conn.request_number, conn.traffic.request_bytes, frames.ip_text(target.vip))
+        payload = http_request(conn.request_number, conn.traffic.request_bytes, _host_header(conn.vip))
         why = f"request {conn.request_number} ({len(payload)} bytes)"
         if conn.proto == frames.PROTO_TCP:
             segments = []
-            for start in range(0, len(payload), frames.TCP_MSS):
-                chunk = payload[start:start + frames.TCP_MSS]
+            for start in range(0, len(payload), self.mss):
+                chunk = payload[start:start + self.mss]
                 last = start + len(chunk) >= len(payload)
                 segments.append((conn.snd_nxt, conn.rcv_nxt, (PSH | ACK) if last else ACK, chunk, why))
                 conn.snd_nxt = (conn.snd_nxt + len(chunk)) & 0xFFFFFFFF
@@ -158,9 +170,8 @@ class Client(Host):
             self._send_datagram(conn, why)
 
     def _send_datagram(self, conn: ClientConnection, why: str) -> None:
-        target = conn.target
-        frame = frames.udp_frame(ZERO_MAC, self.nic.mac, self.ip, target.vip, conn.sport, conn.dport,
-                                 conn.datagram, self.next_ident())
+        frame = dual.udp(ZERO_MAC, self.nic.mac, self.ip, conn.vip, conn.sport, conn.dport, conn.datagram,
+                         self.next_ident())
         if conn.tries > 1:
             self.runtime.note(frame, f"{self.name} {why}")
         self.send_ip(self.nic, self.gateway, frame, f"{self.name} {why} {conn.tuple_text}")
@@ -201,7 +212,7 @@ class Client(Host):
         waited = (self.sim.now - (conn.deadline - RESPONSE_TIMEOUT)) / NS_PER_S
         for seq, ack, flags, payload, why in conn.unanswered:
             self._send_tcp(conn, seq, ack if flags & ACK else 0, flags, payload,
-                           f"retransmit {why}, no answer for {waited:g} s", mss=frames.TCP_MSS if flags & SYN else None,
+                           f"retransmit {why}, no answer for {waited:g} s", mss=self.mss if flags & SYN else None,
                            noted=True)
         conn.rto *= 2
         conn.timer = self.sim.after(min(conn.rto, conn.deadline - self.sim.now), self._retransmit, conn)
@@ -253,7 +264,7 @@ class Client(Host):
             self._response_complete(conn)
 
     def _tcp_segment(self, conn: ClientConnection, frame: bytes, view: frames.FlowView) -> None:
-        seq, ack = frames.tcp_seq_ack(frame)
+        seq, ack = dual.seq_ack(frame, view)
         flags = view.flags
         if flags & RST:
             # RFC 5961: only a RST at exactly the next expected sequence number (in SYN-SENT: one that
@@ -285,7 +296,7 @@ class Client(Host):
                 self._response_complete(conn)
             else:
                 conn.unacked += view.payload_len
-                if conn.unacked >= 2 * frames.TCP_MSS:  # ACK every second full segment (RFC 1122)
+                if conn.unacked >= 2 * self.mss:  # ACK every second full segment (RFC 1122)
                     conn.unacked = 0
                     self._send_tcp(conn, conn.snd_nxt, conn.rcv_nxt, ACK, b"",
                                    f"ack {conn.received}/{conn.traffic.response_bytes} bytes")

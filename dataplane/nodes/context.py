@@ -37,12 +37,19 @@ class PathPolicy:
     forward_in_tunnel: bool
     return_via_primary: bool
     client_next_hop: bytes
+    #: The router's IPv6 address on the frontend, where IPv6 client-bound frames go (None: no IPv6).
+    client_next_hop6: bytes | None = None
 
     @classmethod
-    def decide(cls, cloud: str, tunnel_mode: str, client_next_hop: bytes) -> "PathPolicy":
+    def decide(cls, cloud: str, tunnel_mode: str, client_next_hop: bytes,
+               client_next_hop6: bytes | None = None) -> "PathPolicy":
         neutron = cloud == "openstack-neutron"
         via_primary = neutron if tunnel_mode == "auto" else tunnel_mode == "disable-dsr"
-        return cls(neutron, neutron, via_primary, client_next_hop)
+        return cls(neutron, neutron, via_primary, client_next_hop, client_next_hop6)
+
+    def next_hop(self, client_side_address: bytes) -> bytes | None:
+        """Where a frame to a client goes, by the family of the client-side address (the VIP or the client)."""
+        return self.client_next_hop if len(client_side_address) == 4 else self.client_next_hop6
 
 
 class EventLog:
@@ -254,7 +261,9 @@ class ServedService(Protocol):
     name: str
     index: int  # its place in the scenario (0: the first)
     spec: Any  # the scenario's VirtualService: its pool and traffic
-    vip: bytes
+    vip: bytes | None  # None: an IPv6-only VS
+    vip6: bytes | None  # None: an IPv4-only VS
+    vips: tuple[bytes, ...]
     port: int
     listens: bytearray  # 1 at each port the VS listens on
     proto: int
@@ -263,6 +272,7 @@ class ServedService(Protocol):
     vni: int
     flow_table: Any
     flows_by_se: Counter[str]
+    ipv6_flows_by_se: Counter[str]
     recovering_until: int
 
     @property

@@ -54,13 +54,15 @@ def decode(payload: bytes) -> tuple[int, int, bytes] | None:
     return kind, probe_id, payload[_HEADER.size:_HEADER.size + 40]
 
 
-# Where the flow key (native/flowhash.h) holds the fields a probe answer needs.
-_KEY_PROTO, _KEY_SPORT, _KEY_DPORT, _KEY_SRC4, _KEY_DST4 = 1, slice(2, 4), slice(4, 6), slice(8, 12), slice(24, 28)
+# Where the flow key (native/flowhash.h) holds the fields a probe answer needs: the family (4 or 6), the
+# protocol, the ports, then two 16-byte address fields (an IPv4 address in the first 4 bytes of each).
+_KEY_FAMILY, _KEY_PROTO, _KEY_SPORT, _KEY_DPORT = 0, 1, slice(2, 4), slice(4, 6)
 
 
 def flow_of(flow_key: bytes) -> tuple[bytes, int, bytes, int, int]:
-    """(client address, client port, VIP, VIP port, protocol) of a client-to-VIP IPv4 flow key."""
-    return (flow_key[_KEY_SRC4], int.from_bytes(flow_key[_KEY_SPORT], "big"), flow_key[_KEY_DST4],
+    """(client address, client port, VIP, VIP port, protocol) of a client-to-VIP flow key of either family."""
+    size = 16 if flow_key[_KEY_FAMILY] == 6 else 4
+    return (flow_key[8:8 + size], int.from_bytes(flow_key[_KEY_SPORT], "big"), flow_key[24:24 + size],
             int.from_bytes(flow_key[_KEY_DPORT], "big"), flow_key[_KEY_PROTO])
 
 

@@ -12,7 +12,7 @@ event naming the SE.  Probes are real frames in the capture:
   then resets the half-open connection, as a half-open TCP monitor does);
 - ``http``: handshake, the configured request, and a status code in
   ``http_response_codes``; the probe then resets the connection;
-- ``icmp``: echo request and reply.
+- ``icmp``: echo request and reply (ICMPv6 echo for an IPv6 server).
 
 Probe ports come from the ports above the SE's NAT range
 (``ephemeral_portrange_end``), so a probe's answer can never be mistaken
@@ -28,7 +28,7 @@ from typing import Protocol, Sequence
 from ..clock import Timer, seconds
 from ..l2 import Nic
 from ..scenario import HealthMonitor as MonitorSpec
-from ..wire import frames, icmp
+from ..wire import dual, frames
 from ..wire.frames import ACK, PSH, RST, SYN, ZERO_MAC
 from .context import PoolServer, Runtime
 from .nat import PortRing
@@ -119,8 +119,8 @@ class HealthMonitor:
         if self.spec.type == "icmp":
             self._icmp_sequence = (self._icmp_sequence + 1) & 0xFFFF
             probe = Probe(server, port, self._icmp_sequence)
-            frame = icmp.icmp_echo_frame(ZERO_MAC, self.se.backend.mac, self.se.backend.ip, server.ip, False,
-                                           port, self._icmp_sequence, b"dataplane health", self.se.next_ident())
+            frame = dual.echo_frame(ZERO_MAC, self.se.backend.mac, self._source(server), server.ip, False, port,
+                                    self._icmp_sequence, b"dataplane health", self.se.next_ident())
             self._send(server, frame, f"echo request seq {self._icmp_sequence}")
         else:
             probe = Probe(server, port, self.rng.getrandbits(32))
@@ -128,22 +128,26 @@ class HealthMonitor:
         probe.timer = self.sim.after(seconds(self.spec.receive_timeout), self._timeout, probe)
         self.pending[port] = probe
 
+    def _source(self, server: PoolServer) -> bytes:
+        """The SE's backend address of ``server``'s family (an IPv6 server is probed over IPv6)."""
+        return self.se.backend.ip if len(server.ip) == 4 else self.se.backend.ip6
+
     def _send(self, server: PoolServer, frame: bytes, what: str) -> None:
         self.se.send_ip(self.se.backend, server.ip, frame,
                         f"{self.se.name} health monitor ({self.spec.type}) {what} to {server.endpoint}")
 
     def _send_tcp(self, probe: Probe, seq: int, ack: int, flags: int, payload: bytes, what: str) -> None:
         se, server = self.se, probe.server
-        frame = frames.tcp_frame(ZERO_MAC, se.backend.mac, se.backend.ip, server.ip, probe.port, server.port,
-                                 seq, ack, flags, payload, se.next_ident(), mss=frames.TCP_MSS if flags & SYN else None)
+        frame = dual.tcp(ZERO_MAC, se.backend.mac, self._source(server), server.ip, probe.port, server.port, seq, ack,
+                         flags, payload, se.next_ident(), dual.mss_for(server.ip) if flags & SYN else None)
         self._send(server, frame, what)
 
     def handle(self, frame: bytes, view: frames.FlowView) -> bool:
         """Consume a backend frame that answers one of our probes; return False for anything else."""
-        echo = icmp.parse_icmp_echo(frame, view)
+        echo = dual.parse_echo(frame, view)
         if echo is not None:
             probe = self.pending.get(echo[1])
-            if echo[0] == icmp.ECHO_REPLY and probe is not None and probe.isn == echo[2]:
+            if not echo[0] and probe is not None and probe.isn == echo[2]:  # a reply to our request
                 self._result(probe, True, "echo reply")
             return probe is not None
         if view.fragment or view.proto != frames.PROTO_TCP:
@@ -151,7 +155,7 @@ class HealthMonitor:
         probe = self.pending.get(view.dport)
         if probe is None or view.src != probe.server.ip:
             return self.finished.get(view.dport) == view.src
-        seq, ack = frames.tcp_seq_ack(frame)
+        seq, ack = dual.seq_ack(frame, view)
         if view.flags & RST:
             self._result(probe, False, "connection refused")
         elif view.flags & SYN and self.spec.type == "tcp":
@@ -164,7 +168,7 @@ class HealthMonitor:
             probe.established = True
         elif view.payload_len and probe.established:
             code = _status_code(view.payload(frame))
-            _, rst_seq = frames.tcp_seq_ack(frame)
+            _, rst_seq = dual.seq_ack(frame, view)
             self._send_tcp(probe, rst_seq, 0, RST, b"", "reset after response")
             ok = code is not None and any(_code_matches(code, want) for want in self.spec.http_response_codes)
             self._result(probe, ok, f"status {code}")

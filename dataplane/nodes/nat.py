@@ -57,6 +57,8 @@ class NatEntry:
     binding: Any = None
     #: Under the TCP proxy profile: the two connections the SE keeps for this one (``tcp_proxy``).
     proxy: Any = None
+    #: The SE's own server-network address this connection leaves from (IPv4 or IPv6, as the client's).
+    snat_ip: bytes = b""
     fin_from_client: bool = False
     fin_from_server: bool = False
     #: Next sequence number each side will send, so a drain can reset both ends in-window.

@@ -15,9 +15,10 @@ above the tunnel, ``flow_probe``) and heartbeats (their own EtherType,
 from __future__ import annotations
 
 from .. import flowhash
-from ..wire import frames
+from ..wire import dual, frames
 from ..wire.frames import ZERO_MAC
-from ..wire.headers import ETH_SRC, IP_ADDRESSES, IP_PROTO
+from ..wire.headers import ETH_SRC, ETHERTYPE_IPV6, ETHERTYPE_IPV6_BYTES, IP_ADDRESSES, IP_PROTO
+from ..wire.ipv6 import FlowView6, ip_view
 from . import flow_probe
 from .context import ServedService
 from .heartbeat import ETHERTYPE_HEARTBEAT
@@ -41,9 +42,13 @@ class PeerLinks:
             self.later(self.frontend.send, inner, comment)
 
     def tunnel(self, vs: ServedService, target, inner: bytes, comment: str) -> None:
-        l4 = frames.l4_offset(inner)
         # RFC 7348 section 5: a hash of the inner flow in the dynamic range, so ECMP spreads the tunnel's flows.
-        flow = inner[IP_ADDRESSES] + inner[IP_PROTO:IP_PROTO + 1] + inner[l4:l4 + 4]
+        if inner[12:14] == ETHERTYPE_IPV6_BYTES:
+            view = FlowView6(inner)
+            flow = view.src + view.dst + bytes((view.proto,)) + inner[view.l4:view.l4 + 4]
+        else:
+            l4 = frames.l4_offset(inner)
+            flow = inner[IP_ADDRESSES] + inner[IP_PROTO:IP_PROTO + 1] + inner[l4:l4 + 4]
         sport = TUNNEL_SOURCE_PORTS + flowhash.siphash24(vs.hash_key, flow) % (65536 - TUNNEL_SOURCE_PORTS)
         outer = frames.vxlan_frame(target.frontend.mac, self.frontend.mac, self.frontend.ip, target.frontend.ip,
                                    sport, self.tunnel_port, vs.vni, inner, self.next_ident())
@@ -99,7 +104,7 @@ class PeerLinks:
         answer = flow_probe.CLAIM if mine else flow_probe.NOT_MINE
         self.send_probe_message(sender, answer, probe_id, key,
                                 f"flow probe {probe_id} answer: {flow_probe.KIND_NAMES[answer]}"
-                                f" ({frames.ip_text(src)}:{sport})")
+                                f" ({dual.endpoint(src, sport)})")
 
     def _from_tunnel(self, frame: bytes, outer: frames.FlowView) -> None:
         if self._peer_sender(frame, outer) is None:
@@ -107,9 +112,9 @@ class PeerLinks:
             return
         inner = frames.vxlan_inner(frame, outer)
         try:
-            if inner is None or frames.ethertype(inner) != frames.ETHERTYPE_IPV4:
-                raise frames.Malformed("tunnel", "no IPv4 frame in the tunnel")
-            view = frames.FlowView(inner)
+            if inner is None or frames.ethertype(inner) not in (frames.ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+                raise frames.Malformed("tunnel", "no IP frame in the tunnel")
+            view = ip_view(inner)
         except frames.Malformed as defect:
             self.drop(f"tunnel_malformed_{defect.reason}")
             return
@@ -123,7 +128,7 @@ class PeerLinks:
         elif from_vip is not None and from_vip.vs.primary == self.name:
             from_vip.packets += 1
             relay = frames.rewrite_ethernet(inner, ZERO_MAC, self.frontend.mac)
-            self.later(self.send_ip, self.frontend, self.paths.client_next_hop, relay,
+            self.later(self.send_ip, self.frontend, self.paths.next_hop(view.src), relay,
                        f"{self.name} relay {view.describe()} from tunnel to client")
         else:
             self.drop("tunnel_not_for_me")

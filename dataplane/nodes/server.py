@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from .. import flowhash
 from ..clock import NS_PER_S, Timer
 from ..l2 import Segment
-from ..wire import frames, icmp
+from ..wire import dual, frames
 from ..wire.frames import ACK, FIN, PSH, RST, SYN
-from ..wire.headers import ETH_SRC, IP_SRC
+from ..wire.headers import ETH_SRC
 from .context import Runtime
 from .host import Host
 from .tcp_state import TcpState, advance
@@ -73,7 +73,9 @@ class Server(Host):
                  request_bytes: int, response_bytes: int, seed: int):
         super().__init__(runtime, name, ip, segment)
         self.port = port
-        self.endpoint = f"{frames.ip_text(ip)}:{port}"
+        self.endpoint = dual.endpoint(ip, port)
+        #: The MSS this server announces and sends, for its family on a 1500-byte MTU.
+        self.mss = dual.mss_for(ip)
         self.rng = random.Random(f"{seed}:{name}")
         self.connections: dict[tuple[bytes, int], ServerConnection] = {}
         self.request_bytes = request_bytes
@@ -102,7 +104,7 @@ class Server(Host):
     def _tcp(self, frame: bytes, view: frames.FlowView) -> None:
         key = (view.src, view.sport)
         conn = self.connections.get(key)
-        seq, ack = frames.tcp_seq_ack(frame)
+        seq, ack = dual.seq_ack(frame, view)
         flags = view.flags
         if flags & RST:
             if conn is not None:
@@ -124,7 +126,7 @@ class Server(Host):
         if flags & ACK and 0 < (ack - conn.snd_una) & 0xFFFFFFFF <= (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF:
             conn.snd_una = ack
         if flags & ACK:
-            conn.window = frames.tcp_window(frame)
+            conn.window = dual.window(frame, view)
             self._push(conn, frame)
         if seq != conn.rcv_nxt:
             self.drop("server_out_of_order")
@@ -158,14 +160,14 @@ class Server(Host):
                 cookie = ServerConnection(view.src, view.sport, self._cookie(view.src, view.sport, seq),
                                           (seq + 1) & 0xFFFFFFFF)
                 self._send(cookie, frame, cookie.snd_nxt, SYN | ACK, b"", "accept with a syn cookie (backlog full)",
-                           mss=frames.TCP_MSS)
+                           mss=self.mss)
                 return
             conn = ServerConnection(view.src, view.sport, self.rng.getrandbits(32), (seq + 1) & 0xFFFFFFFF,
                                     peer_mac=frame[ETH_SRC])
             self.connections[key] = conn
             self.half_open += 1
             conn.timer = self.sim.after(SYNACK_RTO, self._synack_timeout, key, conn)
-        self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=frames.TCP_MSS)
+        self._send(conn, frame, conn.snd_nxt, SYN | ACK, b"", "accept", mss=self.mss)
 
     def _synack_timeout(self, key: tuple, conn: ServerConnection) -> None:
         if self.connections.get(key) is not conn or conn.state is not TcpState.SYN_RECEIVED:
@@ -176,7 +178,7 @@ class Server(Host):
             return
         conn.synack_sent += 1
         self._send(conn, None, conn.snd_nxt, SYN | ACK, b"", f"retransmit syn-ack ({conn.synack_sent})",
-                   mss=frames.TCP_MSS)
+                   mss=self.mss)
         conn.timer = self.sim.after(SYNACK_RTO << conn.synack_sent, self._synack_timeout, key, conn)
 
     def _handshake_done(self, conn: ServerConnection) -> None:
@@ -212,7 +214,7 @@ class Server(Host):
         total = len(self.response)
         while conn.unsent:
             in_flight = (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF
-            chunk = conn.unsent[:frames.TCP_MSS]
+            chunk = conn.unsent[:self.mss]
             if in_flight + len(chunk) >= conn.window:
                 return  # never fill the window to the byte: no silly small segments either
             conn.unsent = conn.unsent[len(chunk):]
@@ -224,15 +226,16 @@ class Server(Host):
 
     def _send(self, conn: ServerConnection, request: bytes | None, seq: int, flags: int, payload: bytes,
               why: str, mss: int | None = None) -> None:
-        frame = frames.tcp_frame(request[ETH_SRC] if request is not None else conn.peer_mac, self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port,
-                                 seq, conn.rcv_nxt, flags | ACK, payload, self.next_ident(), mss=mss)
+        eth_dst = request[ETH_SRC] if request is not None else conn.peer_mac
+        frame = dual.tcp(eth_dst, self.nic.mac, self.ip, conn.peer, self.port, conn.peer_port, seq, conn.rcv_nxt,
+                         flags | ACK, payload, self.next_ident(), mss)
         self.send_ip(self.nic, conn.peer, frame,
-                     f"{self.name} {why} {self.endpoint}>{frames.ip_text(conn.peer)}:{conn.peer_port}")
+                     f"{self.name} {why} {self.endpoint}>{dual.endpoint(conn.peer, conn.peer_port)}")
 
     def _reset(self, frame: bytes, view: frames.FlowView, why: str) -> None:
-        reply = frames.tcp_reset_for(frame, self.nic.mac)
-        self.send_ip(self.nic, view.src, reply, f"{self.name} reset {frames.ip_text(self.ip)}:{view.dport}>"
-                                                f"{frames.ip_text(view.src)}:{view.sport} ({why})")
+        reply = dual.reset_for(frame, self.nic.mac)
+        self.send_ip(self.nic, view.src, reply, f"{self.name} reset {dual.endpoint(self.ip, view.dport)}>"
+                                                f"{dual.endpoint(view.src, view.sport)} ({why})")
 
     # -- UDP -------------------------------------------------------------------
 
@@ -240,19 +243,19 @@ class Server(Host):
         body = self.response
         for start in range(0, len(body), UDP_DATAGRAM_MAX):
             chunk = body[start:start + UDP_DATAGRAM_MAX]
-            reply = frames.udp_frame(frame[ETH_SRC], self.nic.mac, self.ip, view.src, self.port, view.sport,
-                                     chunk, self.next_ident())
+            reply = dual.udp(frame[ETH_SRC], self.nic.mac, self.ip, view.src, self.port, view.sport, chunk,
+                             self.next_ident())
             self.send_ip(self.nic, view.src, reply, f"{self.name} response {start + len(chunk)}/{len(body)} bytes "
-                                 f"{self.endpoint}>{frames.ip_text(view.src)}:{view.sport}")
+                                 f"{self.endpoint}>{dual.endpoint(view.src, view.sport)}")
 
     # -- ICMP ------------------------------------------------------------------
 
     def _answer_ping(self, frame: bytes, view: frames.FlowView) -> None:
-        echo = icmp.parse_icmp_echo(frame, view)
-        if echo is None or echo[0] != icmp.ECHO_REQUEST:
+        echo = dual.parse_echo(frame, view)
+        if echo is None or not echo[0]:
             return
         _, ident, sequence, data = echo
-        peer = frame[IP_SRC]
-        reply = icmp.icmp_echo_frame(frame[ETH_SRC], self.nic.mac, self.ip, peer, True, ident, sequence, data,
-                                       self.next_ident())
+        peer = view.src
+        reply = dual.echo_frame(frame[ETH_SRC], self.nic.mac, self.ip, peer, True, ident, sequence, data,
+                                self.next_ident())
         self.send_ip(self.nic, peer, reply, f"{self.name} echo reply to {frames.ip_text(peer)} seq {sequence}")

@@ -27,9 +27,11 @@ from typing import Sequence
 from ..clock import NS_PER_S
 from ..l2 import Segment
 from ..scenario import SeGroup
-from ..wire import arp, frames
+from ..wire import arp, dual, frames, nd
 from ..wire.checksum import bad_checksum
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
+from ..wire.headers import ETHERTYPE_IPV6_BYTES, PROTO_ICMPV6
+from ..wire.ipv6 import NatRewrite6
 from .binding import Binding
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
@@ -41,6 +43,7 @@ from .se_peering import PeerLinks
 from .tcp_proxy import ProxiedConnection
 
 FLOW_TOUCH_INTERVAL = NS_PER_S
+_ICMP = (frames.PROTO_ICMP, PROTO_ICMPV6)  # a health monitor's echo replies, of either family
 #: Frames an SE queues when it is busier than its capacity (like a NIC's receive ring); past it, it drops.
 QUEUE_FRAMES = 1024
 _HEARTBEAT = ETHERTYPE_HEARTBEAT.to_bytes(2, "big")
@@ -51,11 +54,11 @@ class ServiceEngine(PeerLinks, Node):
 
     def __init__(self, runtime: Runtime, name: str, host: str, frontend: Segment, frontend_ip: bytes,
                  backend: Segment, backend_ip: bytes, services: Sequence[tuple[ServedService, Sequence[PoolServer]]],
-                 group: SeGroup, seed: int):
+                 group: SeGroup, seed: int, frontend_ip6: bytes | None = None, backend_ip6: bytes | None = None):
         super().__init__(runtime, name)
         self.host = host
-        self.frontend = self.add_nic("frontend", frontend, frontend_ip)
-        self.backend = self.add_nic("backend", backend, backend_ip)
+        self.frontend = self.add_nic("frontend", frontend, frontend_ip, ip6=frontend_ip6)
+        self.backend = self.add_nic("backend", backend, backend_ip, ip6=backend_ip6)
         self.paths = runtime.paths
         self.registry = runtime.registry
         self.delay_ns = round(group.processing_delay * 1e9)
@@ -65,9 +68,15 @@ class ServiceEngine(PeerLinks, Node):
                             round(group.tcp_half_open_timeout * NS_PER_S))
         #: The health monitors' ports, above the NAT range (never a client connection's), shared by all pools.
         self.probe_ports = PortRing(group.ephemeral_portrange_end + 1, 65535)
-        #: What this SE keeps for each virtual service it may serve, by VIP.
-        self.bindings = {vs.vip: Binding(self, vs, servers, seed, self.probe_ports) for vs, servers in services}
-        self.services = [binding.vs for binding in self.bindings.values()]
+        #: What this SE keeps for each virtual service it may serve, by each of its VIPs (IPv4 and IPv6).
+        self.bindings: dict[bytes, Binding] = {}
+        self.services = [vs for vs, _ in services]
+        for vs, servers in services:
+            binding = Binding(self, vs, servers, seed, self.probe_ports)
+            for vip in vs.vips:
+                self.bindings[vip] = binding
+            if vs.vip6 is not None:
+                self.join(self.frontend, vs.vip6)  # its NS arrive here; only the primary answers them
         #: ISNs of the connections this SE makes itself (the TCP proxy profile's two sides).
         self.proxy_rng = random.Random(f"{seed}:{name}:proxy")
         self.prober = FlowProber(self, group)
@@ -84,7 +93,7 @@ class ServiceEngine(PeerLinks, Node):
     # -- roles -----------------------------------------------------------------
 
     def binding(self, vs: ServedService) -> Binding:
-        return self.bindings[vs.vip]
+        return self.bindings[vs.vips[0]]
 
     def primary_for(self) -> list[ServedService]:
         """The virtual services this SE is the primary of."""
@@ -96,18 +105,27 @@ class ServiceEngine(PeerLinks, Node):
         binding = self.bindings.get(ip) if nic is self.frontend else None
         return binding is not None and binding.vs.primary == self.name
 
+    def answers_nd_for(self, nic, ip6: bytes) -> bool:
+        return ip6 == nic.ip6 or self.answers_arp_for(nic, ip6)  # a VIP6 as a VIP: the primary only
+
     def arp_reply_reason(self, ip: bytes) -> str:
         binding = self.bindings.get(ip)
         return "" if binding is None else f" (primary for the VIP{' of ' + binding.vs.name if binding.vs.tag else ''})"
 
     def announce_vip(self, vs: ServedService, why: str) -> None:
-        self.frontend.allowed_ips.add(vs.vip)
-        self.frontend.send(arp.gratuitous_arp(self.frontend.mac, vs.vip),
-                           f"{self.name} gratuitous arp {frames.ip_text(vs.vip)} is-at "
-                           f"{frames.mac_text(self.frontend.mac)} ({vs.tag}{why})")
+        """Take ``vs``'s VIPs: gratuitous ARP for the IPv4 one, an unsolicited NA for the IPv6 one."""
+        mac = frames.mac_text(self.frontend.mac)
+        self.frontend.allowed_ips.update(vs.vips)
+        if vs.vip is not None:
+            self.frontend.send(arp.gratuitous_arp(self.frontend.mac, vs.vip),
+                               f"{self.name} gratuitous arp {frames.ip_text(vs.vip)} is-at {mac} ({vs.tag}{why})")
+        if vs.vip6 is not None:
+            self.frontend.send(nd.unsolicited_advertisement(self.frontend.mac, vs.vip6),
+                               f"{self.name} unsolicited nd advertisement {frames.ip_text(vs.vip6)} is-at {mac} "
+                               f"({vs.tag}{why})")
 
     def give_up_vip(self, vs: ServedService) -> None:
-        self.frontend.allowed_ips.discard(vs.vip)
+        self.frontend.allowed_ips.difference_update(vs.vips)
 
     def start_monitoring(self, vs: ServedService) -> None:
         self.bindings[vs.vip].monitor.start()
@@ -160,7 +178,7 @@ class ServiceEngine(PeerLinks, Node):
         self._wait = 0  # what the SE sends later, on a timer, does not wait behind this frame
 
     def _route(self, nic, frame: bytes, view: frames.FlowView) -> None:
-        if nic is self.backend and (view.proto == frames.PROTO_ICMP or view.dport >= self.probe_ports.low) \
+        if nic is self.backend and (view.proto in _ICMP or view.dport >= self.probe_ports.low) \
                 and self._probe_answer(frame, view):
             return
         if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
@@ -286,8 +304,9 @@ class ServiceEngine(PeerLinks, Node):
             if not view.flags & RST:
                 self.reset_client(vs, frame, view, "no connection state")
             return None
-        server = binding.selector.pick(view.src)
-        if server is None:
+        server = binding.selector.pick(view.src)  # of the client's family: no NAT64
+        mine = self.backend.ip if len(view.src) == 4 else self.backend.ip6
+        if server is None or mine is None:
             self.drop_for(vs, "no_server_up")
             if view.proto == frames.PROTO_TCP:
                 self.reset_client(vs, frame, view, "no pool server up")
@@ -298,19 +317,21 @@ class ServiceEngine(PeerLinks, Node):
             if view.proto == frames.PROTO_TCP:
                 self.reset_client(vs, frame, view, "no NAT port left")
             return None
-        nat = NatEntry(view.src, view.sport, vs.vip, view.dport, view.proto, server, nat_port, self.sim.now, binding)
-        mine = self.backend.ip
-        nat.to_server = frames.NatRewrite(view.src, view.sport, vs.vip, view.dport, mine, nat_port, server.ip,
-                                          server.port)
-        nat.to_client = frames.NatRewrite(server.ip, server.port, mine, nat_port, vs.vip, view.dport, view.src,
-                                          view.sport)
+        vip = view.dst
+        nat = NatEntry(view.src, view.sport, vip, view.dport, view.proto, server, nat_port, self.sim.now, binding)
+        nat.snat_ip = mine
+        rewrite = frames.NatRewrite if len(vip) == 4 else NatRewrite6
+        nat.to_server = rewrite(view.src, view.sport, vip, view.dport, mine, nat_port, server.ip, server.port)
+        nat.to_client = rewrite(server.ip, server.port, mine, nat_port, vip, view.dport, view.src, view.sport)
         nat.client_side = view.describe()
-        nat.server_side = f"{frames.ip_text(mine)}:{nat_port}>{server.endpoint}"
-        nat.server_reply = f"{server.endpoint}>{frames.ip_text(mine)}:{nat_port}"
-        nat.client_reply = f"{frames.ip_text(vs.vip)}:{view.dport}>{frames.ip_text(view.src)}:{view.sport}"
+        nat.server_side = f"{dual.endpoint(mine, nat_port)}>{server.endpoint}"
+        nat.server_reply = f"{server.endpoint}>{dual.endpoint(mine, nat_port)}"
+        nat.client_reply = f"{dual.endpoint(vip, view.dport)}>{dual.endpoint(view.src, view.sport)}"
         self.nat.add(nat)
         binding.selector.opened(server)
         vs.flows_by_se[self.name] += 1
+        if len(vip) == 16:
+            vs.ipv6_flows_by_se[self.name] += 1
         self.runtime.counters.flow_owned(self.name, vs.name)
         return nat
 
@@ -352,7 +373,7 @@ class ServiceEngine(PeerLinks, Node):
             self.nat.track(nat, view.flags, from_client=False)
         if view.proto == frames.PROTO_TCP:
             nat.server_next = frames.next_sequence(view.seq, view.flags, view.payload_len)
-        back = nat.to_client.apply(frame, self.arp_cache.get(self.paths.client_next_hop, ZERO_MAC),
+        back = nat.to_client.apply(frame, self.arp_cache.get(self.paths.next_hop(nat.vip), ZERO_MAC),
                                    self.frontend.mac)
         self.to_client(nat.binding.vs, back, f"{self.name} reverse-nat {nat.server_reply} => {nat.client_reply}")
 
@@ -360,7 +381,8 @@ class ServiceEngine(PeerLinks, Node):
         """Send a frame from ``vs``'s VIP toward the client by this cloud's return path (docs/design.md, B7)."""
         primary = vs.primary
         if primary is None or primary == self.name or not self.paths.return_via_primary:
-            self.later(self.send_ip, self.frontend, self.paths.client_next_hop, frame, comment + " direct to client")
+            hop = self.paths.client_next_hop6 if frame[12:14] == ETHERTYPE_IPV6_BYTES else self.paths.client_next_hop
+            self.later(self.send_ip, self.frontend, hop, frame, comment + " direct to client")
             return
         target = self.peer(primary)
         inner = frames.rewrite_ethernet(frame, target.frontend.mac, self.frontend.mac)
@@ -369,7 +391,7 @@ class ServiceEngine(PeerLinks, Node):
     # -- resets ----------------------------------------------------------------
 
     def reset_client(self, vs: ServedService, frame: bytes, view: frames.FlowView, why: str) -> None:
-        reply = frames.tcp_reset_for(frame, self.frontend.mac)
+        reply = dual.reset_for(frame, self.frontend.mac)
         self.runtime.counters.reset(self.name, re.sub(r" \d+", "", why.split(":")[0]))  # "flow probe 7 ..." -> one key
         self.to_client(vs, reply, f"{self.name} reset {view.describe()} ({vs.tag}{why})")
 
@@ -386,15 +408,15 @@ class ServiceEngine(PeerLinks, Node):
         return len(entries)
 
     def _reset_both_ends(self, vs: ServedService, nat: NatEntry, why: str) -> None:
-        to_client = frames.tcp_frame(ZERO_MAC, self.frontend.mac, vs.vip, nat.client_ip, nat.vport, nat.client_port,
-                                     nat.server_next, nat.client_next, RST | ACK, b"", self.next_ident())
-        described = f"{frames.ip_text(nat.client_ip)}:{nat.client_port}>{frames.ip_text(vs.vip)}:{nat.vport}"
+        to_client = dual.tcp(ZERO_MAC, self.frontend.mac, nat.vip, nat.client_ip, nat.vport, nat.client_port,
+                             nat.server_next, nat.client_next, RST | ACK, b"", self.next_ident())
+        described = f"{dual.endpoint(nat.client_ip, nat.client_port)}>{dual.endpoint(nat.vip, nat.vport)}"
         self.to_client(vs, to_client, f"{self.name} reset {described} ({vs.tag}{why})")
         server = nat.server
-        to_server = frames.tcp_frame(ZERO_MAC, self.backend.mac, self.backend.ip, server.ip, nat.nat_port,
-                                     server.port, nat.client_next, nat.server_next, RST | ACK, b"", self.next_ident())
+        to_server = dual.tcp(ZERO_MAC, self.backend.mac, nat.snat_ip, server.ip, nat.nat_port, server.port,
+                             nat.client_next, nat.server_next, RST | ACK, b"", self.next_ident())
         self.later(self.send_ip, self.backend, server.ip, to_server,
-                   f"{self.name} reset {frames.ip_text(self.backend.ip)}:{nat.nat_port}>{server.endpoint} "
+                   f"{self.name} reset {dual.endpoint(nat.snat_ip, nat.nat_port)}>{server.endpoint} "
                    f"({vs.tag}{why})")
 
     # -- failure -----------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..wire import frames
+from ..wire import dual, frames
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
 from .tcp_endpoint import EndpointState, TcpEndpoint
 
@@ -46,14 +46,14 @@ class ProxiedConnection:
 
     def __init__(self, se: Any, nat: Any, rng, why: str):
         self.se, self.nat = se, nat
-        vs = nat.binding.vs
-        self.vip, self.vport = vs.vip, nat.vport
+        self.vip, self.vport = nat.vip, nat.vport
         self.why = why  # the steering and server choice, said once on the SYN-ACK
         self.reset_why = ""  # said on the RST an abort sends
+        self.mss = dual.mss_for(nat.client_ip)
         self.client = TcpEndpoint(se.sim, rng.getrandbits(32), transmit=self._to_client,
                                   on_established=self._client_established, on_data=self._from_client,
                                   on_fin=self._client_fin, on_closed=self._client_closed,
-                                  on_writable=self._pump_down)
+                                  on_writable=self._pump_down, mss=self.mss)
         self.server: TcpEndpoint | None = None
         self._server_isn = rng.getrandbits(32)
         self.upstream = bytearray()    # client bytes the server side has not taken yet
@@ -62,10 +62,9 @@ class ProxiedConnection:
         self.fin_up = self.fin_down = False  # the FIN passed on to the server, to the client
         self.closed: set[str] = set()
         self.gone = False  # the SE failed or recovered: this connection's state is lost
-        client_text = f"{frames.ip_text(nat.client_ip)}:{nat.client_port}"
-        self.client_label = f"{se.name} proxy client-side {frames.ip_text(self.vip)}:{self.vport}>{client_text}"
-        self.server_label = (f"{se.name} proxy server-side {frames.ip_text(se.backend.ip)}:{nat.nat_port}>"
-                             f"{nat.server.endpoint}")
+        client_text = dual.endpoint(nat.client_ip, nat.client_port)
+        self.client_label = f"{se.name} proxy client-side {dual.endpoint(self.vip, self.vport)}>{client_text}"
+        self.server_label = f"{se.name} proxy server-side {nat.server_side}"
         self.for_client = f"for {client_text}"
 
     # -- frames in ------------------------------------------------------------------------------
@@ -83,9 +82,9 @@ class ProxiedConnection:
 
     @staticmethod
     def _receive(endpoint: TcpEndpoint, frame: bytes, view: frames.FlowView) -> None:
-        _, ack = frames.tcp_seq_ack(frame)
+        _, ack = dual.seq_ack(frame, view)
         mss = frames.tcp_mss_option(frame, view) if view.flags & SYN else None
-        endpoint.receive(view.seq, ack, view.flags, frames.tcp_window(frame), view.payload(frame), mss)
+        endpoint.receive(view.seq, ack, view.flags, dual.window(frame, view), view.payload(frame), mss)
 
     # -- frames out -----------------------------------------------------------------------------
 
@@ -93,8 +92,8 @@ class ProxiedConnection:
         se = self.se
         if self.gone or not se.alive:
             return
-        frame = frames.tcp_frame(ZERO_MAC, se.frontend.mac, self.vip, self.nat.client_ip, self.vport,
-                                 self.nat.client_port, seq, ack, flags, payload, se.next_ident(), mss, window)
+        frame = dual.tcp(ZERO_MAC, se.frontend.mac, self.vip, self.nat.client_ip, self.vport, self.nat.client_port,
+                         seq, ack, flags, payload, se.next_ident(), mss, window)
         why = f" ({self.nat.binding.vs.tag}{self.why})" if flags & SYN else ""
         why = f" ({self.reset_why})" if flags & RST and self.reset_why else why
         se.to_client(self.nat.binding.vs, frame, f"{self.client_label} {segment_name(flags, len(payload))}{why}")
@@ -103,8 +102,8 @@ class ProxiedConnection:
         se, server = self.se, self.nat.server
         if self.gone or not se.alive:
             return
-        frame = frames.tcp_frame(ZERO_MAC, se.backend.mac, se.backend.ip, server.ip, self.nat.nat_port, server.port,
-                                 seq, ack, flags, payload, se.next_ident(), mss, window)
+        frame = dual.tcp(ZERO_MAC, se.backend.mac, self.nat.snat_ip, server.ip, self.nat.nat_port, server.port,
+                         seq, ack, flags, payload, se.next_ident(), mss, window)
         why = f" ({self.reset_why})" if flags & RST and self.reset_why else ""
         se.later(se.send_ip, se.backend, server.ip, frame,
                  f"{self.server_label} {segment_name(flags, len(payload))} {self.for_client}{why}")
@@ -115,7 +114,8 @@ class ProxiedConnection:
         """The client's handshake is complete: now the SE connects to the server (an L4 full proxy)."""
         self.server = TcpEndpoint(self.se.sim, self._server_isn, transmit=self._to_server,
                                   on_established=self._pump_up, on_data=self._from_server,
-                                  on_fin=self._server_fin, on_closed=self._server_closed, on_writable=self._pump_up)
+                                  on_fin=self._server_fin, on_closed=self._server_closed, on_writable=self._pump_up,
+                                  mss=self.mss)
         self.server.open()
         self._pump_up()
 

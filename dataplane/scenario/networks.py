@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass
 
 from netaddr import IPAddress, IPNetwork
 
-from .validation import _LINK_LOCAL_NET, _build, _f, _Invalid, _ip, _listing, _net, _num, _raw_table, _table
+from .validation import _LINK_LOCAL_NET, _build, _f, _Invalid, _ip, _ip6, _listing, _net, _net6, _num, _raw_table, _table
 
 _SHORT_DELAY = _num(float, 0.0, 1.0, "s")  # per-hop latency: no network takes longer
 _dc = dataclass(frozen=True, slots=True)
@@ -24,6 +24,9 @@ class Network:
     cidr: IPNetwork = _f(_net(link_local=True, note="link-local on the backend only"))
     gateway: IPAddress | None = _f(_ip, None)   # required on the frontend, see parse_networks
     latency: float = _f(_SHORT_DELAY, 20e-6)
+    # IPv6 beside IPv4 (dual stack): the frontend's needs gateway6, the router's address there.
+    cidr6: IPNetwork | None = _f(_net6, None)
+    gateway6: IPAddress | None = _f(_ip6, None)
 
 
 _NETWORKS = {"frontend": (_raw_table, MISSING), "backend": (_raw_table, MISSING), "management": (_raw_table, None)}
@@ -34,7 +37,14 @@ MANAGEMENT_CHOICES = tuple(IPNetwork(c) for c in ("172.31.252.0/22", "192.168.25
 
 
 def inside(ip, net: Network, p, what="networks"):
-    """ip must be a usable host address of net (not network/broadcast)."""
+    """ip must be a usable host address of net (not network/broadcast); an IPv6 one of its cidr6."""
+    if ip.version == 6:
+        if net.cidr6 is None:
+            raise _Invalid(p, f"{ip} is IPv6 but {what}.{net.name} has no cidr6")
+        if ip not in net.cidr6 or ip == net.cidr6.network:  # the subnet-router anycast address (RFC 4291 2.6.1)
+            kind = "the subnet-router anycast address of" if ip in net.cidr6 else "outside"
+            raise _Invalid(p, f"{ip} is {kind} {what}.{net.name}.cidr6 ({net.cidr6})")
+        return
     where = f"{what}.{net.name} ({net.cidr})"
     if ip not in net.cidr:
         raise _Invalid(p, f"{ip} is outside {where}")
@@ -50,8 +60,10 @@ def parse_networks(raw) -> dict[str, Network]:
         p = f"networks.{name}"
         if t is None:
             continue  # networks.management left out: chosen once the client networks are known
-        if name == "management" and "gateway" in t:
-            raise _Invalid(f"{p}.gateway", "not a key of the management network: nothing is routed to it")
+        for key in ("gateway", "cidr6", "gateway6") if name == "management" else ():
+            if key in t:
+                raise _Invalid(f"{p}.{key}", "not a key of the management network: it is IPv4 and nothing is "
+                                             "routed to it")
         net = _build(Network, t, p, name=name)
         if name == "frontend" and net.cidr in _LINK_LOCAL_NET:
             # The VIP is reached through the router; link-local addresses are never routed (RFC 3927).
@@ -61,15 +73,28 @@ def parse_networks(raw) -> dict[str, Network]:
             raise _Invalid(f"{p}.gateway", "missing required key")
         if net.gateway is not None:
             inside(net.gateway, net, f"{p}.gateway")
+        _check_ipv6(net, p)
         nets[name] = net
     fe, be = nets["frontend"], nets["backend"]
     if fe.cidr in be.cidr or be.cidr in fe.cidr:
         raise _Invalid("networks.backend.cidr", f"{be.cidr} overlaps networks.frontend ({fe.cidr})")
+    if fe.cidr6 and be.cidr6 and (fe.cidr6 in be.cidr6 or be.cidr6 in fe.cidr6):
+        raise _Invalid("networks.backend.cidr6", f"{be.cidr6} overlaps networks.frontend.cidr6 ({fe.cidr6})")
     management = nets.get("management")
     for net in (fe, be) if management else ():
         if management.cidr in net.cidr or net.cidr in management.cidr:
             raise _Invalid("networks.management.cidr", f"{management.cidr} overlaps networks.{net.name} ({net.cidr})")
     return nets
+
+
+def _check_ipv6(net: Network, p: str) -> None:
+    """gateway6 needs cidr6 and lies inside it; the frontend's cidr6 needs gateway6 (the router's address)."""
+    if net.gateway6 is not None and net.cidr6 is None:
+        raise _Invalid(f"{p}.gateway6", "needs cidr6 (the IPv6 network it lies in)")
+    if net.gateway6 is not None:
+        inside(net.gateway6, net, f"{p}.gateway6")
+    elif net.cidr6 is not None and net.name == "frontend":
+        raise _Invalid(f"{p}.gateway6", "missing: the router needs an address on the frontend's cidr6")
 
 
 def with_management(nets: dict[str, Network], clients) -> dict[str, Network]:

@@ -253,10 +253,14 @@ def _with_vs(ev: Event, p: str, services) -> Event:
 # ------------------------------------------------------------------- public
 
 def _check_room(nets, ses, services) -> None:
-    """Each SE needs an address on every network besides the gateway, VIPs, servers and controller."""
+    """Each SE needs an IPv4 address on every network besides the gateway, VIPs, servers and controller.
+
+    An IPv6 network is a /64 or larger: it always has room.
+    """
     fe, be = nets["frontend"], nets["backend"]
-    servers = {server.ip for vs in services for server in vs.pool.servers}
-    taken = {"frontend": 1 + len(services), "backend": len(servers) + (1 if be.gateway else 0), "management": 1}
+    servers = {server.ip for vs in services for server in vs.pool.servers if server.ip.version == 4}
+    vips = sum(1 for vs in services if vs.vip is not None)
+    taken = {"frontend": 1 + vips, "backend": len(servers) + (1 if be.gateway else 0), "management": 1}
     for net in (fe, be, nets["management"]):
         room = max(0, net.cidr.size - 2 - taken[net.name])
         if room < len(ses):

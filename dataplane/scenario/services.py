@@ -21,8 +21,8 @@ from netaddr import IPAddress, IPNetwork
 from .fields import (_COUNT, _HTTP_CODE, _INTERVAL, _PORT, _SE_NAME_STR, _SECONDS, HTTP_REQUEST_BYTES,
                      MAX_CLIENT_NETWORKS, MAX_SERVERS, MAX_VIRTUAL_SERVICES, _dc)
 from .networks import inside
-from .validation import (_build, _enum, _expect, _f, _Invalid, _ip, _list, _listing, _net, _num, _raw_table, _show,
-                         _str, _table)
+from .validation import (_build, _enum, _expect, _f, _Invalid, _ip, _ip6, _list, _listing, _net_any, _num,
+                         _raw_table, _show, _str, _table)
 
 UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
 #: The TCP/UDP profiles a virtual service may use, by protocol; the first is the product's default.
@@ -37,18 +37,23 @@ class Server:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
+        text = str(self.ip)
+        return f"[{text}]:{self.port}" if ":" in text else f"{text}:{self.port}"
 
 
 def _server(v, p):
     _expect(v, p, (str,), '"ip:port" string')
     ip, sep, port = v.rpartition(":")
     if not sep or not re.fullmatch(r"[0-9]{1,5}", port):  # ASCII digits: str.isdigit() takes '١٢' as 12
-        raise _Invalid(p, f'expected "ip:port", got {_show(v)}')
+        raise _Invalid(p, f'expected "ip:port" or "[ipv6]:port", got {_show(v)}')
+    if ip.startswith("[") and ip.endswith("]"):  # RFC 3986's literal: the port cannot be read into the address
+        return Server(_ip6(ip[1:-1], p), _PORT(int(port), p))
+    if ":" in ip:
+        raise _Invalid(p, f'an IPv6 server is written "[address]:port", got {_show(v)}')
     return Server(_ip(ip, p), _PORT(int(port), p))
 
 
-_server.doc = '`"ip:port"`, IPv4'
+_server.doc = '`"ip:port"` (IPv4) or `"[ipv6]:port"`'
 
 
 def _health_monitor(v, p):
@@ -105,7 +110,7 @@ class Pool:
 
 @_dc
 class Traffic:
-    clients: tuple[IPNetwork, ...] = _f(_list(_net(), MAX_CLIENT_NETWORKS, nonempty=True))
+    clients: tuple[IPNetwork, ...] = _f(_list(_net_any, MAX_CLIENT_NETWORKS, nonempty=True))
     # 0: no generated traffic. Slower than one a million seconds is no rate at all (and overflows the clock).
     new_connections_per_second: float = _f(_num(float, 1e-6, 1e6, "/s", or_zero=True), 10.0)
     requests_per_connection: int = _f(_COUNT, 1)
@@ -123,7 +128,9 @@ class Traffic:
 @dataclass(frozen=True, slots=True, kw_only=True)  # keyword-only: port (optional) comes before protocol
 class VirtualService:
     name: str = _f(_str())
-    vip: IPAddress = _f(_ip)
+    # An IPv4 VIP, an IPv6 VIP, or both (dual stack): at least one.
+    vip: IPAddress | None = _f(_ip, None)
+    vip6: IPAddress | None = _f(_ip6, None)
     # One of port and ports; parse_services sets both (port: the first one).
     port: int | None = _f(_PORT, None)
     ports: tuple[tuple[int, int], ...] = _f(_ports, ())
@@ -151,10 +158,14 @@ def parse_traffic(raw, nets, duration) -> Traffic:
             if c in other or other in c:
                 raise _Invalid(f"traffic.clients[{i}]", f"{c} overlaps traffic.clients[{j}] ({other})")
         for net in nets.values():
-            if c in net.cidr or net.cidr in c:
+            theirs = net.cidr6 if c.version == 6 else net.cidr
+            if theirs is not None and (c in theirs or theirs in c):
                 # Clients are reached through the router; on-link clients would bypass it.
                 raise _Invalid(f"traffic.clients[{i}]",
-                               f"{c} overlaps networks.{net.name} ({net.cidr})")
+                               f"{c} overlaps networks.{net.name}{'.cidr6' if c.version == 6 else ''} ({theirs})")
+        if c.version == 6 and nets["frontend"].cidr6 is None:
+            raise _Invalid(f"traffic.clients[{i}]", f"{c} is IPv6 but networks.frontend has no cidr6 (the router "
+                                                    "routes IPv6 clients only to an IPv6 frontend)")
     _check_times(t, "traffic", duration)
     return t
 
@@ -196,7 +207,7 @@ def parse_pool(raw, path: str, nets) -> Pool:
     first_at: dict = {}
     for i, s in enumerate(pool.servers):
         inside(s.ip, be, f"{path}.servers[{i}]")
-        if s.ip == be.gateway:
+        if s.ip in (be.gateway, be.gateway6):
             raise _Invalid(f"{path}.servers[{i}]", f"{s.ip} is the gateway of networks.backend")
         if s.ip in first_at:
             # Each pool member is one host here, listening on one port.
@@ -218,9 +229,13 @@ def _one_service(raw, path: str, nets, group, ses) -> VirtualService:
                                                   f"(one of {', '.join(profiles)})")
     vs = dataclasses.replace(vs, ports=ports, port=ports[0][0], network_profile=vs.network_profile or profiles[0])
     fe = nets["frontend"]
-    inside(vs.vip, fe, f"{path}.vip")
-    if vs.vip == fe.gateway:
-        raise _Invalid(f"{path}.vip", f"{vs.vip} is the gateway of networks.frontend")
+    if vs.vip is None and vs.vip6 is None:
+        raise _Invalid(f"{path}.vip", "missing required key (or vip6, or both)")
+    for key, vip, gateway in (("vip", vs.vip, fe.gateway), ("vip6", vs.vip6, fe.gateway6)):
+        if vip is not None:
+            inside(vip, fe, f"{path}.{key}")
+            if vip == gateway:
+                raise _Invalid(f"{path}.{key}", f"{vip} is the gateway of networks.frontend")
     names = [s.name for s in ses]
     for i, se in enumerate(vs.placement):
         if se not in names:
@@ -280,9 +295,12 @@ def _check_apart(services: list[VirtualService], key: str) -> None:
         path = key if key == "virtual_service" else f"{key}[{i}]"
         if vs.name in names:
             raise _Invalid(f"{path}.name", f"duplicate virtual service name '{vs.name}'")
-        if vs.vip in vips:
-            raise _Invalid(f"{path}.vip", f"{vs.vip} is already the VIP of {vips[vs.vip]}")
-        names[vs.name], vips[vs.vip] = i, vs.name
+        for field_name, vip in (("vip", vs.vip), ("vip6", vs.vip6)):
+            if vip is not None and vip in vips:
+                raise _Invalid(f"{path}.{field_name}", f"{vip} is already the VIP of {vips[vip]}")
+            if vip is not None:
+                vips[vip] = vs.name
+        names[vs.name] = i
         if vs.protocol == "udp" and vs.traffic.request_bytes > UDP_PAYLOAD_MAX:
             where = "traffic" if key == "virtual_service" else f"{path}.traffic"
             raise _Invalid(f"{where}.request_bytes", f"a UDP request must fit one datagram (at most "

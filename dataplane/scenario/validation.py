@@ -228,7 +228,7 @@ def _ip(v, p):
     except (AddrFormatError, ValueError):
         raise _Invalid(p, f"{_show(v)} is not an IP address") from None
     if ip.version != 4:
-        raise _Invalid(p, "IPv6 addresses are not supported yet")
+        raise _Invalid(p, f"{_show(v)} is an IPv6 address: give it in the key's IPv6 sibling (vip6, gateway6)")
     return ip
 
 
@@ -264,7 +264,7 @@ class _net:
                 pass
         if net is None:
             if ":" in v and "/" in v and len(v) <= 49:
-                raise _Invalid(p, "IPv6 networks are not supported yet")
+                raise _Invalid(p, f"{_show(v)} is an IPv6 network: give it as cidr6 (this key is IPv4)")
             raise _Invalid(p, f"{_show(v)} is not a network in CIDR notation (like 10.10.0.0/24)")
         if net.ip != net.network:
             # 10.10.0.5/24 is usually a typo for a host address; don't guess silently.
@@ -279,6 +279,68 @@ class _net:
     @property
     def doc(self) -> str:
         return "IPv4 CIDR, unicast" + (f", {self.note}" if self.note else "" if self.link_local else ", not link-local")
+
+
+# IPv6 blocks no emulated host can use (RFC 4291, RFC 6890): the unspecified and loopback addresses,
+# multicast, IPv4-mapped addresses (an IPv4 host's), and link-local (never routed, and the emulator gives
+# every NIC a global address instead).
+_UNUSABLE6 = [(IPNetwork(cidr), what) for cidr, what in (
+    ("::/128", "the unspecified address (::)"), ("::1/128", "the loopback address (::1)"),
+    ("ff00::/8", "multicast (ff00::/8)"), ("::ffff:0:0/96", "IPv4-mapped (::ffff:0:0/96)"),
+    ("fe80::/10", "link-local (fe80::/10)"))]
+_CIDR6 = re.compile(r"[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}")
+#: The longest prefix an emulated IPv6 network may have: a /64, as every IPv6 subnet with hosts (RFC 4291 2.5.1).
+MAX_PREFIX6 = 64
+
+
+def _ip6(v, p):
+    v = _expect(v, p, (str,), "IPv6 address string")
+    if len(v) > 45 or ":" not in v:
+        raise _Invalid(p, f"{_show(v)} is not an IPv6 address")
+    try:
+        ip = IPAddress(v, 6)
+    except (AddrFormatError, ValueError):
+        raise _Invalid(p, f"{_show(v)} is not an IPv6 address") from None
+    for block, what in _UNUSABLE6:
+        if ip in block:
+            raise _Invalid(p, f"{v} is {what}: hosts cannot use it")
+    return ip
+
+
+_ip6.doc = "IPv6 address"
+
+
+def _net6(v, p):
+    v = _expect(v, p, (str,), "IPv6 CIDR string")
+    if not _CIDR6.fullmatch(v):
+        raise _Invalid(p, f"{_show(v)} is not an IPv6 network in CIDR notation (like 2001:db8:10::/64)")
+    try:
+        net = IPNetwork(v, version=6)
+    except (AddrFormatError, ValueError):
+        raise _Invalid(p, f"{_show(v)} is not an IPv6 network in CIDR notation (like 2001:db8:10::/64)") from None
+    if net.ip != net.network:
+        raise _Invalid(p, f"{v} has host bits set; did you mean {net.cidr}?")
+    if net.prefixlen > MAX_PREFIX6:
+        raise _Invalid(p, f"{v} is longer than /{MAX_PREFIX6}: an IPv6 subnet with hosts is a /64 or larger")
+    for block, what in _UNUSABLE6:
+        if net in block:
+            raise _Invalid(p, f"{v} is {what}: hosts cannot use it")
+        if block in net:
+            raise _Invalid(p, f"{v} contains {what}, which hosts cannot use")
+    return net
+
+
+_net6.doc = f"IPv6 CIDR, /{MAX_PREFIX6} or larger, global or unique-local"
+
+
+def _net_any(v, p):
+    """A client network: IPv4 as ``_net`` takes it, or IPv6 as ``_net6`` does."""
+    if isinstance(v, str) and ":" in v:
+        return _net6(v, p)
+    return _net()(v, p)
+
+
+_net_any.doc = "IPv4 CIDR, unicast, not link-local; or IPv6 CIDR, /64 or larger"
 
 
 @dataclass(frozen=True)

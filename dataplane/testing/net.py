@@ -38,6 +38,7 @@ from ..l2 import Nic, Segment
 from ..nodes.management import SEGMENT as MANAGEMENT
 from ..wire import frames
 from ..wire.headers import ETH_SRC
+from ..wire.ipv6 import ip_view
 from ..wire.masks import Mask
 from ..wire.validate import defect
 from . import explain
@@ -173,14 +174,28 @@ class DataplaneNet(ControlVerbs):
 
     @property
     def vip(self) -> str:
-        """The VIP of the first virtual service (``vip_of`` names another)."""
-        return frames.ip_text(self.network.vs.vip)
+        """The IPv4 VIP of the first virtual service (``vip_of`` names another)."""
+        return self.vip_of(self.network.vs.name)
+
+    @property
+    def vip6(self) -> str:
+        """The IPv6 VIP of the first virtual service (``vip6_of`` names another)."""
+        return self.vip6_of(self.network.vs.name)
 
     def primary_of(self, vs: str) -> str | None:
         return self.network.service(vs).primary
 
     def vip_of(self, vs: str) -> str:
-        return frames.ip_text(self.network.service(vs).vip)
+        return self._text(self.network.service(vs).vip, vs, "vip")
+
+    def vip6_of(self, vs: str) -> str:
+        return self._text(self.network.service(vs).vip6, vs, "vip6")
+
+    @staticmethod
+    def _text(address: bytes | None, vs: str, key: str) -> str:
+        if address is None:
+            raise ValueError(f"virtual service {vs} has no {key}")
+        return frames.ip_text(address)
 
     # -- sending and running ---------------------------------------------------
 
@@ -350,9 +365,12 @@ class DataplaneNet(ControlVerbs):
             key = flowhash.flow_key(frames.ip_bytes(src), frames.ip_bytes(dst), int(proto), int(sport), int(dport))
         else:
             data = _as_bytes(flow)
-            if not frames.is_ipv4_l4(data):
-                raise ValueError("owner_of needs an IPv4 TCP/UDP frame or a (src, sport, dst, dport) tuple")
-            view = frames.FlowView(data)
+            try:
+                view = ip_view(data)
+            except frames.Malformed:
+                view = None
+            if view is None or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
+                raise ValueError("owner_of needs a TCP/UDP frame (IPv4 or IPv6) or a (src, sport, dst, dport) tuple")
             vs = self._service_at(view.dst)
             key = vs.flow_key(view)
         entry = vs.flow_table.get(key)
@@ -360,9 +378,10 @@ class DataplaneNet(ControlVerbs):
 
     def _service_at(self, vip: bytes):
         for vs in self.network.services:
-            if vs.vip == vip:
+            if vip in vs.vips:
                 return vs
-        vips = ", ".join(f"{frames.ip_text(vs.vip)} ({vs.name})" for vs in self.network.services)
+        vips = ", ".join(f"{frames.ip_text(address)} ({vs.name})" for vs in self.network.services
+                         for address in vs.vips)
         raise ValueError(f"{frames.ip_text(vip)} is no VIP of this network (VIPs: {vips})")
 
     # -- artefacts ---------------------------------------------------------------
