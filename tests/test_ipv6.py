@@ -103,7 +103,7 @@ def test_snat_keeps_the_ipv6_checksum_and_masks_know_the_hop_limit(dataplane_net
     net.send("gw.frontend", syn)
     owner = net.owner_of((CLIENT6, 40001, VIP6, 80))
     seen = net.expect(f"{owner}.backend", Ether(src=net.mac(owner, "backend"), dst="00:00:00:00:00:00") /
-                      IPv6(src=_text6(net, owner), dst="2001:db8:20::101") /
+                      IPv6(src=net.ip6(owner, "backend"), dst="2001:db8:20::101") /
                       TCP(dport=8080, flags="S", seq=1000),  # fast path: the client's ISN and window go through
                       mask=["eth.dst", "ipv6.hlim", "tcp.srcport", "ipv6.dst"])
     assert Ether(seen.frame)[IPv6].hlim == 62, "one hop: the SE's own routing"
@@ -111,11 +111,6 @@ def test_snat_keeps_the_ipv6_checksum_and_masks_know_the_hop_limit(dataplane_net
     checks = fields(capture, ["tcp.checksum.status"], "ipv6 && tcp && frame.interface_name == \"backend\"",
                     "-o", "tcp.check_checksum:TRUE")
     assert checks and all(status == "1" for (status,) in checks), "good checksums after the incremental update"
-
-
-def _text6(net, se: str) -> str:
-    from dataplane.wire.frames import ip_text
-    return ip_text(net.network.nodes[se].backend.ip6)
 
 
 @pytest.mark.parametrize("kind", ["tcp", "icmp"])
@@ -185,3 +180,108 @@ def test_the_dual_stack_tour_steers_both_families_to_the_same_ses(tmp_path, caps
     primaries = [summary["address_plan"][se]["frontend"]["mac"] for se in ("se-1", "se-4")]
     assert [mac for (mac,) in announced] == primaries, "placement on se-1, then the migration to se-4"
     assert_passes_gate(capture)
+
+
+def v6_only(**overrides) -> dict:
+    data = dual(**{"pool.servers": ["[2001:db8:20::101]:8080", "[2001:db8:20::102]:8080"],
+                   "traffic.clients": ["2001:db8:99::/64"], **overrides})
+    del data["virtual_service"]["vip"]
+    return data
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_an_ipv6_only_virtual_service_serves_and_announces_only_its_vip6(run_dict, cloud):
+    run = run_dict(v6_only(**{"cloud": cloud, "duration": 5.0, "virtual_service.placement": ["se-1", "se-2"]}))
+    flows = run.summary["flows"]
+    assert flows["total"] > 30 and flows["completed"] == flows["total"], flows
+    placed = [e for e in run.events if e["type"] == "vs.placed"]
+    assert placed[0]["vip6"] == VIP6 and "vip" not in placed[0]
+    assert not fields(run.capture, ["frame.number"], "arp.opcode == 2 && arp.src.proto_ipv4 == 10.10.0.100")
+
+
+def test_ipv6_only_hosts_get_distinct_macs_across_client_networks(run_dict):
+    # Clients ::5 of two /64s share their last four bytes: their MACs must differ all the same.
+    run = run_dict(dual(**{"traffic.clients": ["2001:db8:99::/64", "2001:db8:98::/64"], "duration": 5.0}))
+    assert run.summary["flows"]["completed"] == run.summary["flows"]["total"] > 30
+    assert "arp_unresolved" not in run.summary["drops"]
+    macs = [nic["mac"] for node in run.summary["address_plan"].values() if isinstance(node, dict)  # VIPs: primary's
+            for key, nic in node.items() if key not in ("vip", "vip6") and isinstance(nic, dict) and nic.get("mac")]
+    assert len(macs) == len(set(macs))
+
+
+def test_udp_over_ipv6_stays_inside_the_mtu(run_dict):
+    run = run_dict(v6_only(**{"virtual_service.protocol": "udp", "duration": 3.0, "traffic.request_bytes": 1452,
+                              "traffic.response_bytes": 5000, "pool.health_monitor": {"type": "none"}}))
+    sizes = [int(n) for (n,) in fields(run.capture, ["frame.len"], "udp && ipv6 && !vxlan")]
+    assert sizes and max(sizes) == 14 + 40 + 8 + 1452
+    with pytest.raises(scenario_mod.ScenarioError, match=r"traffic.request_bytes: a UDP request must fit one "
+                                                         r"datagram over IPv6 \(at most 1452 bytes\), got 1453"):
+        scenario_mod.parse(v6_only(**{"virtual_service.protocol": "udp", "traffic.request_bytes": 1453}), "t.toml")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pool.servers": ["10.20.0.101:8080"]},
+     f"virtual_service.vip6: no IPv6 server in the pool for {VIP6} (an SE does not translate between IPv4 and "
+     f"IPv6: no NAT64)"),
+    ({"pool.servers": ["[2001:db8:20::101]:8080"]},
+     "virtual_service.vip: no IPv4 server in the pool for 10.10.0.100 (an SE does not translate between IPv4 and "
+     "IPv6: no NAT64)"),
+    ({"virtual_service.vip6": None, "networks.frontend.cidr6": None, "networks.frontend.gateway6": None,
+      "traffic.clients": ["2001:db8:99::/64"]},
+     "traffic.clients[0]: 2001:db8:99::/64 is IPv6 but networks.frontend has no cidr6 (the router routes IPv6 "
+     "clients only to an IPv6 frontend)"),
+    ({"virtual_service.vip6": None, "traffic.clients": ["198.51.100.0/28", "2001:db8:99::/64"]},
+     "traffic.clients[1]: 2001:db8:99::/64 is IPv6 but no virtual service has a vip6: its clients would have "
+     "nothing to connect to"),
+    ({"networks.management": {"cidr": "2001:db8:30::/64"}},
+     "networks.management.cidr: '2001:db8:30::/64' is an IPv6 network: the management network is IPv4 only"),
+])
+def test_families_that_cannot_meet_are_named(change, message):
+    data = dual()
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        table = data
+        for key in parents:
+            table = table[key]
+        if value is None:
+            table.pop(last, None)
+        else:
+            table[last] = value
+    with pytest.raises(scenario_mod.ScenarioError) as error:
+        scenario_mod.parse(data, "t.toml")
+    assert str(error.value) == f"t.toml: {message}"
+
+
+def test_fixture_addresses_and_split_know_ipv6_only_hosts(dataplane_net, tmp_path):
+    from dataplane.testing.split import split_capture
+
+    net = dataplane_net(dual(**{"pool.health_monitor": {"type": "tcp", "send_interval": 1.0, "receive_timeout": 0.5}}))
+    assert net.ip6("server-3") == "2001:db8:20::101" and net.ip6("se-1", "backend") == "2001:db8:20::11"
+    assert net.vip6 == VIP6 and net.vip == "10.10.0.100"
+    with pytest.raises(ValueError, match="server-3.eth0 has no IPv4 address"):
+        net.ip("server-3")
+    net.advance(3.0)
+    capture = capture_now(net, tmp_path)
+    done = split_capture(capture, "nic", tmp_path / "split")
+    names = [part.filename for part in done.parts]
+    assert any("server-3" in name for name in names), names
+    assert not any("02-00-00" in name or "06-00" in name for name in names), names
+
+
+def test_two_ipv6_hosts_whose_macs_would_collide_are_refused_in_one_line(tmp_path, capsys):
+    from importlib import resources
+
+    from dataplane.cli import main
+
+    # These two addresses have the same CRC-32, so their hashed MACs would be one (found by a birthday search).
+    text = resources.files("dataplane").joinpath("scenarios/demo-dual-stack.toml").read_text()
+    text = text.replace('"[2001:db8:20::101]:8080", "[2001:db8:20::102]:8080"',
+                        '"[2001:db8:20:0:adc8:875f:b9df:b7b0]:8080", "[2001:db8:20:0:9af7:5a07:98df:5aa3]:8080"')
+    path = tmp_path / "collide.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"dataplane: {path}: server-3.eth0 and server-4.eth0 would "
+                                                         f"share the MAC ") and "change one address" in error
+    assert not out.exists() or not any(out.iterdir()), "no output is left behind"

@@ -278,7 +278,10 @@ def test_address_helpers_use_the_standard_library_and_name_bad_input():
     assert frames.ip_text(VIP) == "2001:db8:10::100" and frames.ip_text(frames.ip_bytes("10.0.0.1")) == "10.0.0.1"
     with pytest.raises(ValueError, match="2001:db8::g"):
         ipv6.ipv6_bytes("2001:db8::g")
-    assert ipv6.mac_for_ipv6(VIP, 1) == bytes.fromhex("0201") + VIP[12:]
+    import zlib
+    assert ipv6.mac_for_ipv6(VIP, 1) == bytes.fromhex("0601") + zlib.crc32(VIP).to_bytes(4, "big")
+    # Two networks' hosts with the same last four bytes get different MACs.
+    assert ipv6.mac_for_ipv6(ipv6.ipv6_bytes("2001:db8:98::5")) != ipv6.mac_for_ipv6(ipv6.ipv6_bytes("2001:db8:99::5"))
     # RFC 4291 appendix A's modified EUI-64, as Scapy derives it.
     from scapy.utils6 import in6_mactoifaceid
     assert ipv6.link_local(frames.mac_bytes("00:1b:63:84:45:e6")) == ipv6.ipv6_bytes("fe80::21b:63ff:fe84:45e6")

@@ -99,10 +99,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _run(scenario, out: Path, args: argparse.Namespace) -> int:
     from ..emulation import run_scenario
+    from ..scenario import ScenarioError
     from .summary import format_summary
 
     try:
         summary = run_scenario(scenario, out)
+    except ScenarioError as error:  # what only building the network finds (two IPv6 hosts hashing to one MAC)
+        raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"{out}: cannot write output: {error.strerror or error}") from None
     print(format_summary(summary))

@@ -95,7 +95,9 @@ class VsControl:
             self.vs.stand_by(standby)
         self.control.se(placement[0]).announce_vip(self.vs, "placed as primary")
         self.control.log("vs.placed", vs=self.vs.name, primary=placement[0], service_engines=placement,
-                         vip=frames.ip_text(self.vs.vip), **({"standby": standby} if standby else {}))
+                         **{key: frames.ip_text(vip) for key, vip in (("vip", self.vs.vip), ("vip6", self.vs.vip6))
+                            if vip is not None},
+                         **({"standby": standby} if standby else {}))
 
     # -- scale out (B8) ------------------------------------------------------------------
 

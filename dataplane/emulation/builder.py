@@ -33,7 +33,7 @@ from ..nodes.management import ControllerNode
 from ..nodes.router import Router
 from ..nodes.server import Server
 from ..nodes.service_engine import ServiceEngine
-from ..scenario import Scenario
+from ..scenario import Scenario, ScenarioError
 from ..wire import frames
 from .addresses import AddressPool, client_addresses, client_gateways, host_range
 from .network import Network
@@ -114,7 +114,23 @@ def _wire(net: Network, sc: Scenario, hooks: Hooks) -> None:
             client = Client(runtime, f"client-{len(net.clients) + 1}", ip, gateway, clients_seg, sc.seed)
             net.clients.append(client)
             runtime.registry.add(client)
+    _refuse_shared_macs(net, sc)
     net.write_names()
+
+
+def _refuse_shared_macs(net: Network, sc: Scenario) -> None:
+    """Two NICs with one MAC on a segment would take each other's frames: refuse the scenario.
+
+    Only IPv6-only hosts can collide (their MAC hashes the address, ``wire.ipv6.mac_for_ipv6``).
+    """
+    for segment in net.segments.values():
+        owners: dict[bytes, str] = {}
+        for nic in segment.ports:
+            other = owners.setdefault(nic.mac, nic.label)
+            if other != nic.label:
+                raise ScenarioError(f"{sc.source}: {other} and {nic.label} would share the MAC "
+                                    f"{frames.mac_text(nic.mac)} on {segment.name} (their IPv6 addresses hash "
+                                    f"alike): change one address")
 
 
 def _servers(net: Network, sc: Scenario, hooks: Hooks, backend: Segment) -> None:

@@ -4,7 +4,7 @@ Layer 2: NICs and segments (one learning switch per segment).
 A ``Segment`` floods broadcast and unknown unicast, learns source MACs per
 port, delays delivery by the link latency and hands each frame that crosses
 it to its tap (the capture) exactly once.  With port security on (Neutron),
-a frame whose source IP (IPv4 source, or ARP sender address) is not allowed
+a frame whose source IP (IPv4 or IPv6 source, or ARP sender address) is not allowed
 on the sending port is dropped and counted by reason, as Neutron's
 anti-spoofing rules do.
 
@@ -44,7 +44,7 @@ Tap = Callable[[int, int, bytes, str], None]
 
 
 class Nic:
-    """One network interface: a MAC, an IPv4 address, a port on one segment."""
+    """One network interface: a MAC, an IPv4 address, an IPv6 address (either may be None), a port on one segment."""
 
     __slots__ = ("node", "name", "mac", "ip", "ip6", "groups", "segment", "allowed_ips", "up", "down_reason",
                  "congested")

@@ -39,7 +39,7 @@ ARP_CACHE = 65536
 def mac_for(ip: bytes, nic_index: int = 0) -> bytes:
     """Return a locally administered MAC that spells the NIC's IPv4 address (readable in Wireshark).
 
-    An IPv6-only NIC's spells the last four bytes of its IPv6 address (``ipv6.mac_for_ipv6``).
+    An IPv6-only NIC's is ``06:<nic>:<CRC-32 of its IPv6 address>`` (``ipv6.mac_for_ipv6``).
     """
     return bytes((0x02, nic_index)) + ip if len(ip) == 4 else mac_for_ipv6(ip, nic_index)
 

@@ -30,7 +30,8 @@ from .context import Runtime
 from .host import Host
 from .tcp_state import TcpState, advance
 
-UDP_DATAGRAM_MAX = 1472
+UDP_DATAGRAM_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
+UDP_DATAGRAM_MAX6 = 1452  # 1500 - 40 (IPv6) - 8
 SYN_BACKLOG = 256
 SYNACK_RETRIES = 5
 SYNACK_RTO = NS_PER_S
@@ -241,8 +242,9 @@ class Server(Host):
 
     def _answer_udp(self, frame: bytes, view: frames.FlowView) -> None:
         body = self.response
-        for start in range(0, len(body), UDP_DATAGRAM_MAX):
-            chunk = body[start:start + UDP_DATAGRAM_MAX]
+        most = UDP_DATAGRAM_MAX if len(self.ip) == 4 else UDP_DATAGRAM_MAX6
+        for start in range(0, len(body), most):
+            chunk = body[start:start + most]
             reply = dual.udp(frame[ETH_SRC], self.nic.mac, self.ip, view.src, self.port, view.sport, chunk,
                              self.next_ident())
             self.send_ip(self.nic, view.src, reply, f"{self.name} response {start + len(chunk)}/{len(body)} bytes "

@@ -110,7 +110,10 @@ class ServiceEngine(PeerLinks, Node):
 
     def arp_reply_reason(self, ip: bytes) -> str:
         binding = self.bindings.get(ip)
-        return "" if binding is None else f" (primary for the VIP{' of ' + binding.vs.name if binding.vs.tag else ''})"
+        if binding is None:
+            return ""
+        vip = "VIP6" if len(ip) == 16 else "VIP"
+        return f" (primary for the {vip}{' of ' + binding.vs.name if binding.vs.tag else ''})"
 
     def announce_vip(self, vs: ServedService, why: str) -> None:
         """Take ``vs``'s VIPs: gratuitous ARP for the IPv4 one, an unsolicited NA for the IPv6 one."""
@@ -128,10 +131,10 @@ class ServiceEngine(PeerLinks, Node):
         self.frontend.allowed_ips.difference_update(vs.vips)
 
     def start_monitoring(self, vs: ServedService) -> None:
-        self.bindings[vs.vip].monitor.start()
+        self.binding(vs).monitor.start()
 
     def stop_monitoring(self, vs: ServedService) -> None:
-        self.bindings[vs.vip].monitor.stop()
+        self.binding(vs).monitor.stop()
 
     def later(self, send, *args) -> None:
         """Send after the SE's processing delay (and any queueing), so capture timestamps show the hop's cost."""
@@ -265,7 +268,7 @@ class ServiceEngine(PeerLinks, Node):
     def _send_held(self, vs: ServedService, owner: str, held: list, why: str) -> None:
         for frame, view in held:
             if owner == self.name:
-                self.serve(self.bindings[vs.vip], frame, view, why if why.startswith("claimed") else f"{why}, own")
+                self.serve(self.binding(vs), frame, view, why if why.startswith("claimed") else f"{why}, own")
             else:
                 self.forward_to(vs, owner, frame, f"{self.name} steer {view.describe()} -> {owner} ({vs.tag}{why})")
 

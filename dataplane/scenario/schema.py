@@ -283,6 +283,7 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
             raise _Invalid("traffic", "missing required key")
         traffic = parse_traffic(top["traffic"], nets, top["duration"])
         services = parse_services(top, nets, group, ses, traffic, top["duration"])
+        _check_client_families(traffic, services)
         nets = with_management(nets, traffic.clients)
         events = _events(top["events"], top["duration"], ses, group, services)
         _check_room(nets, ses, services)
@@ -290,6 +291,15 @@ def parse(data: dict, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: {e}") from None
     return Scenario(top["name"], top["cloud"], top["seed"], top["duration"], nets, group, ses,
                     services, traffic, events, source)
+
+
+def _check_client_families(traffic: Traffic, services) -> None:
+    """A client network of a family no VIP has would send nothing: say so rather than run idle."""
+    for i, network in enumerate(traffic.clients):
+        key = "vip6" if network.version == 6 else "vip"
+        if all(getattr(vs, key) is None for vs in services):
+            raise _Invalid(f"traffic.clients[{i}]", f"{network} is IPv{network.version} but no virtual service has "
+                                                    f"a {key}: its clients would have nothing to connect to")
 
 
 def key_reference() -> list[tuple[str, str, str]]:

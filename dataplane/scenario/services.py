@@ -25,6 +25,7 @@ from .validation import (_build, _enum, _expect, _f, _Invalid, _ip, _ip6, _list,
                          _raw_table, _show, _str, _table)
 
 UDP_PAYLOAD_MAX = 1472  # one Ethernet frame: 1500 - 20 (IPv4) - 8 (UDP)
+UDP_PAYLOAD_MAX6 = 1452  # over IPv6: 1500 - 40 - 8
 #: The TCP/UDP profiles a virtual service may use, by protocol; the first is the product's default.
 NETWORK_PROFILES = ("tcp-proxy", "tcp-fast-path", "udp-fast-path")
 PROFILES_OF = {"tcp": ("tcp-proxy", "tcp-fast-path"), "udp": ("udp-fast-path",)}
@@ -301,15 +302,27 @@ def _check_apart(services: list[VirtualService], key: str) -> None:
             if vip is not None:
                 vips[vip] = vs.name
         names[vs.name] = i
-        if vs.protocol == "udp" and vs.traffic.request_bytes > UDP_PAYLOAD_MAX:
+        most = UDP_PAYLOAD_MAX6 if vs.vip6 is not None else UDP_PAYLOAD_MAX
+        if vs.protocol == "udp" and vs.traffic.request_bytes > most:
             where = "traffic" if key == "virtual_service" else f"{path}.traffic"
-            raise _Invalid(f"{where}.request_bytes", f"a UDP request must fit one datagram (at most "
-                                                     f"{UDP_PAYLOAD_MAX} bytes), got {vs.traffic.request_bytes}")
+            over = " over IPv6" if vs.vip6 is not None else ""
+            raise _Invalid(f"{where}.request_bytes", f"a UDP request must fit one datagram{over} (at most "
+                                                     f"{most} bytes), got {vs.traffic.request_bytes}")
+        _check_families(vs, path)
         for j, server in enumerate(vs.pool.servers):
             seen = ports.setdefault(server.ip, (server.port, vs.name))
             if seen[0] != server.port:
                 raise _Invalid(f"{path}.pool.servers[{j}]", f"{server.ip} listens on port {seen[0]} in the pool "
                                                             f"of {seen[1]}: one server, one port")
+
+
+def _check_families(vs: VirtualService, path: str) -> None:
+    """Each VIP needs a pool server of its family: an SE does not translate between them (no NAT64)."""
+    families = {server.ip.version for server in vs.pool.servers}
+    for field_name, vip, version in (("vip", vs.vip, 4), ("vip6", vs.vip6, 6)):
+        if vip is not None and version not in families:
+            raise _Invalid(f"{path}.{field_name}", f"no IPv{version} server in the pool for {vip} (an SE does not "
+                                                   f"translate between IPv4 and IPv6: no NAT64)")
 
 
 __all__ = ["HealthMonitor", "MAX_VIRTUAL_SERVICES", "NETWORK_PROFILES", "Pool", "Server", "Traffic", "UDP_PAYLOAD_MAX",

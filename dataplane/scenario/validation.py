@@ -264,7 +264,9 @@ class _net:
                 pass
         if net is None:
             if ":" in v and "/" in v and len(v) <= 49:
-                raise _Invalid(p, f"{_show(v)} is an IPv6 network: give it as cidr6 (this key is IPv4)")
+                hint = ("the management network is IPv4 only" if p.startswith("networks.management")
+                        else "give it as cidr6 (this key is IPv4)")
+                raise _Invalid(p, f"{_show(v)} is an IPv6 network: {hint}")
             raise _Invalid(p, f"{_show(v)} is not a network in CIDR notation (like 10.10.0.0/24)")
         if net.ip != net.network:
             # 10.10.0.5/24 is usually a typo for a host address; don't guess silently.

@@ -159,7 +159,18 @@ class DataplaneNet(ControlVerbs):
         return frames.mac_text(self.place(f"{node}.{nic}" if nic else self._default_nic(node)).nic.mac)
 
     def ip(self, node: str, nic: str | None = None) -> str:
-        return frames.ip_text(self.place(f"{node}.{nic}" if nic else self._default_nic(node)).nic.ip)
+        """The NIC's IPv4 address (``ip6`` gives its IPv6 one)."""
+        return self._address(node, nic, "ip")
+
+    def ip6(self, node: str, nic: str | None = None) -> str:
+        return self._address(node, nic, "ip6")
+
+    def _address(self, node: str, nic: str | None, family: str) -> str:
+        place = self.place(f"{node}.{nic}" if nic else self._default_nic(node))
+        address = getattr(place.nic, family)
+        if address is None:
+            raise ValueError(f"{place.text} has no {'IPv6' if family == 'ip6' else 'IPv4'} address")
+        return frames.ip_text(address)
 
     def _default_nic(self, node: str) -> str:
         found = self.network.nodes.get(node)

@@ -15,7 +15,8 @@ Who is who comes from the capture alone: its name-resolution blocks name
 the addresses (``emulation.network.write_names``: an SE's frontend address
 is named ``se-1``, its other NICs ``se-1-backend``), and every emulated MAC
 spells its NIC's IPv4 address (``02:<nic index>:<ipv4>``,
-``nodes.host.mac_for``).  A MAC that spells no named address is labelled
+``nodes.host.mac_for``), or for an IPv6-only NIC carries a CRC-32 of its
+IPv6 address (``06:<nic index>:<crc>``).  A MAC that spells no named address is labelled
 with its own text.  The files keep the frames' bytes, timestamps (ns) and
 comments, the section comment, the interfaces' names and descriptions, and
 every name; they do not keep interface statistics (they would count frames
@@ -29,6 +30,7 @@ and renamed at the end, so a failed split leaves no partial file behind.
 from __future__ import annotations
 
 import os
+import zlib
 import re
 from array import array
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from .. import __version__
 from ..files import temp_output_path
 from ..wire.capture_reader import LINKTYPE_ETHERNET, CaptureInfo, Record, open_capture
 from ..wire.frames import mac_text
+from ..wire.ipv6 import ipv6_bytes
 from ..wire.pcapng import PcapngWriter
 
 BY = ("hop", "nic", "se")
@@ -91,6 +94,9 @@ class Directory:
 
     def __init__(self, names: dict[str, list[str]]):
         self.by_ip = {address: labels[0] for address, labels in names.items() if labels}
+        #: An IPv6-only NIC's MAC carries a CRC-32 of its address (``wire.ipv6.mac_for_ipv6``).
+        self.by_crc6 = {zlib.crc32(ipv6_bytes(address)).to_bytes(4, "big"): name
+                        for address, name in self.by_ip.items() if ":" in address}
         known = set(self.by_ip.values())
         #: NIC name -> node: "se-1-backend" belongs to "se-1" because "se-1" is itself a name.
         self.node_of_name = {name: owner(name, known) for name in known}
@@ -105,7 +111,10 @@ class Directory:
         """(a label for the NIC, the node that owns it or None) for a unicast MAC."""
         found = self._cache.get(mac)
         if found is None:
-            name = self.by_ip.get(".".join(map(str, mac[2:6]))) if mac[0] == 0x02 else None
+            if mac[0] == 0x02:
+                name = self.by_ip.get(".".join(map(str, mac[2:6])))
+            else:
+                name = self.by_crc6.get(mac[2:6]) if mac[0] == 0x06 else None
             found = (name, self.node_of_name[name]) if name else (mac_text(mac), None)
             self._cache[mac] = found
         return found

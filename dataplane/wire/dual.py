@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import frames, icmp, icmpv6, ipv6
 from .headers import ETHERTYPE_IPV6, TCP_MSS, TCP_MSS6
 
-__all__ = ["echo_frame", "endpoint", "is_echo_request", "mss_for", "parse_echo", "reset_for", "seq_ack", "tcp",
+__all__ = ["echo_frame", "endpoint", "mss_for", "parse_echo", "reset_for", "seq_ack", "tcp",
            "udp", "window"]
 
 
@@ -73,8 +73,3 @@ def parse_echo(frame: bytes, view) -> tuple[bool, int, int, bytes] | None:
         return None if echo is None else (echo[0] == icmp.ECHO_REQUEST, *echo[1:])
     echo = icmpv6.parse_icmpv6_echo(frame, view)
     return None if echo is None else (echo[0] == icmpv6.ECHO_REQUEST, *echo[1:])
-
-
-def is_echo_request(frame: bytes, view) -> bool:
-    echo = parse_echo(frame, view)
-    return echo is not None and echo[0]

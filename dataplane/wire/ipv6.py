@@ -47,6 +47,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import zlib
 
 from .checksum import apply_delta, checksum_delta, udp_checksum_field
 from .frames import FlowView, Malformed, ethernet, next_sequence, tcp_segment, udp_datagram
@@ -90,11 +91,15 @@ def is_multicast(address: bytes) -> bool:
 
 
 def mac_for_ipv6(address: bytes, nic_index: int = 0) -> bytes:
-    """A locally administered MAC that spells the last four bytes of an IPv6-only NIC's address.
+    """The locally administered MAC of an IPv6-only NIC: ``06:<nic>:<CRC-32 of the address>``.
 
-    The same scheme as IPv4's ``02:<nic>:<address>``; a dual-stack NIC keeps its IPv4-derived MAC.
+    IPv4's ``02:<nic>:<address>`` cannot spell 16 bytes, and any 4 of them repeat across
+    networks (``2001:db8:98::5`` and ``2001:db8:99::5``), so the address is hashed; the ``06``
+    tells these MACs from IPv4-derived ones, and ``split`` maps them back through the capture's
+    names.  The builder refuses the (unlikely) collision on a segment.  A dual-stack NIC keeps
+    its IPv4-derived MAC.
     """
-    return bytes((0x02, nic_index)) + address[12:]
+    return bytes((0x06, nic_index)) + zlib.crc32(address).to_bytes(4, "big")
 
 
 def link_local(mac: bytes) -> bytes:
@@ -326,7 +331,8 @@ def rewrite_ipv6_l4(frame: bytes, eth_dst: bytes, eth_src: bytes, src: bytes, sp
 def decrement_hop_limit(frame: bytes, eth_dst: bytes, eth_src: bytes) -> bytes:
     """Return ``frame`` routed one hop: new Ethernet addresses, hop limit - 1 (no header checksum to update).
 
-    The router checks first: a hop limit of 1 or 0 is not forwarded but answered with ``icmpv6.time_exceeded``.
+    The caller checks first: a hop limit of 1 or 0 is not forwarded (the emulated router and SEs drop it,
+    as they drop an IPv4 TTL of 1; ``icmpv6.time_exceeded`` can build the answer a router may send).
     """
     buf = bytearray(frame)
     buf[0:6] = eth_dst
