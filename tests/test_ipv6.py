@@ -203,7 +203,7 @@ def test_ipv6_only_hosts_get_distinct_macs_across_client_networks(run_dict):
     # Clients ::5 of two /64s share their last four bytes: their MACs must differ all the same.
     run = run_dict(dual(**{"traffic.clients": ["2001:db8:99::/64", "2001:db8:98::/64"], "duration": 5.0}))
     assert run.summary["flows"]["completed"] == run.summary["flows"]["total"] > 30
-    assert "arp_unresolved" not in run.summary["drops"]
+    assert "nd_unresolved" not in run.summary["drops"], run.summary["drops"]
     macs = [nic["mac"] for node in run.summary["address_plan"].values() if isinstance(node, dict)  # VIPs: primary's
             for key, nic in node.items() if key not in ("vip", "vip6") and isinstance(nic, dict) and nic.get("mac")]
     assert len(macs) == len(set(macs))

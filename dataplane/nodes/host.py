@@ -193,11 +193,11 @@ class Node:
         if waiting is not None:
             if len(waiting) >= ARP_QUEUE:
                 waiting.pop(0)
-                self.drop("arp_queue_overflow")
+                self.drop(_resolution(next_hop, "queue_overflow"))
             waiting.append((nic, frame, comment))
             return
         if len(self._arp_waiting) >= ARP_PENDING:
-            self.drop("arp_table_full")
+            self.drop(_resolution(next_hop, "table_full"))
             return
         self._arp_waiting[next_hop] = [(nic, frame, comment)]
         self._ask(nic, next_hop, 1)
@@ -207,7 +207,7 @@ class Node:
             return
         if attempt > ARP_RETRIES:
             dropped = self._arp_waiting.pop(next_hop)
-            self.drop("arp_unresolved", len(dropped))
+            self.drop(_resolution(next_hop, "unresolved"), len(dropped))
             return
         if len(next_hop) == 16:
             request = nd.neighbor_solicitation(nic.mac, nic.ip6, next_hop)
@@ -220,6 +220,11 @@ class Node:
     def forget_arp(self) -> None:
         self.arp_cache.clear()
         self._arp_waiting.clear()
+
+
+def _resolution(next_hop: bytes, what: str) -> str:
+    """A drop reason of address resolution: ARP for IPv4 (``arp_unresolved``), Neighbor Discovery for IPv6."""
+    return f"{'nd' if len(next_hop) == 16 else 'arp'}_{what}"
 
 
 class Host(Node):
