@@ -328,3 +328,9 @@ def test_ipv6_flows_on_raw_ipv6_and_loopback_link_types_replay(tmp_path):
     null = write(tmp_path, "null6.pcap", [(t, (30).to_bytes(4, "little") + f[14:]) for t, f in records], linktype=0)
     summary = replay(tmp_path, null, "null", scenario=dual_scenario())
     assert summary["replay"]["flows"]["completed"] == 1 and summary["skipped"] == {}
+
+
+def test_a_frame_with_nothing_after_its_link_layer_is_malformed_not_a_crash(tmp_path):
+    records = [(T0, bytes(12) + b"\x08\x00"), (T0 + 1, bytes(12) + b"\x86\xdd"), (T0 + 2, bytes(12) + b"\x86\xdd\x60")]
+    summary = replay(tmp_path, write(tmp_path, "empty.pcap", records), scenario=dual_scenario())
+    assert summary["skipped"] == {"malformed": 3}

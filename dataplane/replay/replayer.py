@@ -269,13 +269,13 @@ class Replayer:
                 self.skip(row, reason)
                 return
         raw, reason = decode(record.data)
-        if raw is None:
-            self.skip(row, reason)
+        if not raw:   # None (a reason), or nothing after the link layer
+            self.skip(row, reason or "malformed")
             return
         if raw[0] == 0x45 and raw[9] == 6 and len(raw) == (raw[2] << 8 | raw[3]) >= 40 and not raw[6] & 0x3F \
                 and not raw[7] and 20 <= (raw[32] >> 4) * 4 <= len(raw) - 20:
             packet = raw   # ipv4_packet's verdict on the common frame: a whole, unfragmented TCP segment
-        elif raw[:1] and raw[0] >> 4 == 6:
+        elif raw[0] >> 4 == 6:
             self.v6.handle(loop, record, row, raw)   # the one branch on the version: IPv6 takes its own path
             return
         else:
