@@ -17,7 +17,9 @@ from dataplane.replay import synth
 from dataplane.replay.fragments import Reassembler, fragment
 from dataplane.replay.input6 import ipv6_packet
 from dataplane.replay.options import parse_match
+from dataplane.testing import check
 from dataplane.wire import capture_reader
+from dataplane.wire.ipv6 import FlowView6, bad_checksum6
 from dataplane.wire.pcapng import PcapngWriter
 from test_replay import replay
 
@@ -254,6 +256,31 @@ def test_offloaded_ipv6_tcp_checksums_are_fixed_and_counted(tmp_path, how):
     assert len(routed) == 5 and all("tcp checksum fixed: recorded 0x" in c and "likely offload" in c for c in routed)
     if how == "zero":
         assert all("recorded 0x0000, likely offload" in c for c in routed)
+
+
+def test_keep_checksums_replays_ipv6_ones_as_recorded_and_the_se_drops_them(tmp_path):
+    records = [(t, f[:54 + 16] + b"\x00\x00" + f[54 + 18:] if i == 0 else f) for i, (t, f) in enumerate(http6())]
+    summary = replay(tmp_path, write(tmp_path, "keep6.pcap", records), gate=False, scenario=dual_scenario(),
+                     keep_checksums=True)
+    assert summary["replay"]["checksums_kept"] == {"ipv4": 0, "tcp": 1, "udp": 0}
+    # The SYN goes out as recorded and the primary drops it; nothing else of the flow follows.
+    assert summary["drops"] == {"bad_tcp_checksum": 1} and summary["replay"]["flows"]["stalled"] == 1
+    findings = check.check_capture(summary["_out"] / "capture.pcapng", use_tshark=True)
+    assert len({f.number for f in findings}) == 1 and "kept as recorded" in findings[0].comment
+
+
+def test_bad_checksum6_agrees_with_scapy():
+    for proto in (TCP(sport=1, dport=2, flags="PA"), UDP(sport=1, dport=2)):
+        for payload in (b"", b"x", b"odd length!", bytes(range(200))):
+            for ext in ((), (IPv6ExtHdrDestOpt(),)):
+                layers = IPv6(src=CLIENT6, dst=SERVER6)
+                for header in ext:
+                    layers = layers / header
+                good = bytes(Ether() / layers / proto / payload)
+                assert bad_checksum6(good, FlowView6(good)) is None
+                broken = bytearray(good)
+                broken[-1 if payload else -8] ^= 1   # the last payload byte, or the source port's
+                assert bad_checksum6(bytes(broken), FlowView6(bytes(broken))) == proto.name.lower()
 
 
 def test_a_zero_udp_checksum_over_ipv6_is_fixed(tmp_path):
