@@ -15,10 +15,13 @@ from conftest import fields, scenario_dict
 from dataplane import scenario as scenario_mod
 from dataplane.replay import synth
 from dataplane.replay.fragments import Reassembler, fragment
+from dataplane.replay.input import SKIP_REASONS, Selection
 from dataplane.replay.input6 import ipv6_packet
+from dataplane.replay.recorded_flows import RecordedFlows
 from dataplane.replay.options import parse_match
 from dataplane.testing import check
 from dataplane.wire import capture_reader
+from dataplane.wire.frames import SYN
 from dataplane.wire.ipv6 import FlowView6, bad_checksum6
 from dataplane.wire.pcapng import PcapngWriter
 from test_replay import replay
@@ -332,6 +335,23 @@ def test_icmpv6_routing_headers_and_a_vs_without_vip6_are_skipped_with_their_rea
     v4_only = replay(tmp_path, path, "v4")     # test_replay's IPv4-only scenario: no vip6
     assert v4_only["skipped"] == {"ipv6_no_vip6": 8, "ipv6_other_protocol": 1, "ipv6_routing_header": 1}
     assert v4_only["replay"]["flows"]["total"] == 0
+
+
+def test_a_flow_of_the_family_the_vs_has_no_vip_for_is_skipped_with_its_reason():
+    # A VS with only a vip6 does not start yet (the control plane names its IPv4 VIP), so this is the flow
+    # table alone.
+    skipped = []
+
+    class Owner:
+        def skip(self, row, reason):
+            skipped.append(reason)
+
+    import netaddr
+    flows = RecordedFlows(Owner(), Selection(6, 80), netaddr.IPNetwork("10.10.0.0/24"), set(),
+                          netaddr.IPNetwork("2001:db8:10::/64"), has_vip6=True, has_vip=False)
+    v4 = bytes((203, 0, 113, 9)), bytes((192, 0, 2, 80))
+    assert flows.find(6, v4[0], 42000, v4[1], 80, SYN, 0, 0, "row") is None
+    assert skipped == ["ipv4_no_vip"] and "ipv4_no_vip" in SKIP_REASONS
 
 
 def test_ipv6_packet_reasons():

@@ -60,6 +60,7 @@ SKIP_REASONS = {
     **FRAGMENT_REASONS,
     "not_vs_protocol": "TCP/UDP flow of the protocol the VS does not serve",
     "not_selected": "flow not for the VS (server port / --match)",
+    "ipv4_no_vip": "IPv4 flow, but the virtual service has no IPv4 vip (only a vip6)",
     "mid_flow": "TCP flow seen mid-way (its SYN is not in the capture)",
     "client_address_unusable": "client address that cannot sit behind the router",
 }

@@ -9,7 +9,7 @@ takes it (``input.Selection``) and its client address can sit behind the
 router; otherwise it is remembered as a ``SkippedFlow`` so its later
 packets are counted under the same reason.  IPv6 flows (``lookup6``) follow
 the same rules, with ``ipv6_no_vip6`` for a flow the VS would take if it
-had a ``vip6``.
+had a ``vip6`` (and ``ipv4_no_vip`` for an IPv4 flow to an IPv6-only VS).
 
 It keeps a flow only while its input lasts: a flow leaves the tables when
 it closes in the recording (both FINs acknowledged, at once; both FINs or a
@@ -56,12 +56,13 @@ class RecordedFlows:
     """Recorded flows by 4-tuple: replayed (``ReplayFlow``) or skipped (``SkippedFlow``)."""
 
     def __init__(self, owner: FlowOwner, selection: Selection, frontend: netaddr.IPNetwork, reserved: set[bytes],
-                 frontend6: netaddr.IPNetwork | None = None, has_vip6: bool = False):
+                 frontend6: netaddr.IPNetwork | None = None, has_vip6: bool = False, has_vip: bool = True):
         self.owner = owner
         self.selection = selection
         self.frontend = frontend
         self.frontend6 = frontend6
         self.has_vip6 = has_vip6
+        self.has_vip = has_vip
         self.reserved = reserved
         self.open: OrderedDict = OrderedDict()     # key -> ReplayFlow or SkippedFlow, least recent first
         self.closing: OrderedDict = OrderedDict()  # key -> ReplayFlow closed in the recording
@@ -122,8 +123,8 @@ class RecordedFlows:
                 else "not_selected"
         else:
             reason = sel.verdict(proto, src, sport, dst, dport)
-        if reason is None and len(src) == 16 and not self.has_vip6:
-            reason = "ipv6_no_vip6"
+        if reason is None and not (self.has_vip6 if len(src) == 16 else self.has_vip):
+            reason = "ipv6_no_vip6" if len(src) == 16 else "ipv4_no_vip"
         client_ip = self._client_address(src, loop) if reason is None else None
         if reason is None and client_ip is None:
             reason = "client_address_unusable"

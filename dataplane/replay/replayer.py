@@ -135,10 +135,11 @@ class Replayer:
         self.sim = net.sim
         vs = net.vs
         selection = rin.Selection(vs.proto, vs.port, set(self.options.port_map), list(self.options.matches))
-        reserved = set(net.router.client_gateways) | {net.router.clients_nic.ip, vs.vip}
-        reserved |= {ip for ip in (net.router.clients_nic.ip6, vs.vip6) if ip is not None}
+        reserved = set(net.router.client_gateways) | {ip for ip in (net.router.clients_nic.ip, vs.vip,
+                                                                    net.router.clients_nic.ip6, vs.vip6) if ip}
         frontend = net.scenario.networks["frontend"]
-        self.flows = RecordedFlows(self, selection, frontend.cidr, reserved, frontend.cidr6, vs.vip6 is not None)
+        self.flows = RecordedFlows(self, selection, frontend.cidr, reserved, frontend.cidr6, vs.vip6 is not None,
+                                   vs.vip is not None)
         self._header = self.clients.header_for()
         self._router_mac, self._client_mac = net.router.clients_nic.mac, self.clients.nic.mac
         # Frames kept with wrong checksums are what a real SE drops: the SEs verify them then (only then:
