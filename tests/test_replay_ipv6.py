@@ -381,3 +381,31 @@ def test_a_frame_with_nothing_after_its_link_layer_is_malformed_not_a_crash(tmp_
     records = [(T0, bytes(12) + b"\x08\x00"), (T0 + 1, bytes(12) + b"\x86\xdd"), (T0 + 2, bytes(12) + b"\x86\xdd\x60")]
     summary = replay(tmp_path, write(tmp_path, "empty.pcap", records), scenario=dual_scenario())
     assert summary["skipped"] == {"malformed": 3}
+
+
+def test_an_ipv6_datagram_over_the_mtu_enters_as_fragments_again(tmp_path):
+    syn, synack, ack = http6()[:3]
+    request = b"POST / HTTP/1.1\r\n\r\n" + b"p" * 2981
+    big = bytes(Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IPv6(src=CLIENT6, dst=SERVER6) /
+                TCP(sport=40000, dport=80, seq=1001, ack=5001, flags="PA") / request)
+    eth, whole = big[:14], big[14:]
+    length = len(whole) - 40
+    pieces = [eth + frag6(whole, offset, min(1448, length - offset), offset + 1448 < length)
+              for offset in range(0, length, 1448)]
+    records = [syn, synack, ack] + [(ack[0] + 1000 + i, piece) for i, piece in enumerate(pieces)]
+    summary = replay(tmp_path, write(tmp_path, "big6.pcap", records), scenario=dual_scenario())
+    assert summary["replay"]["fragments"] == {"datagrams_reassembled": 1, "entered_whole": 0,
+                                              "entered_as_fragments": 1}
+    # The emulated SEs do not reassemble: the primary drops the fragments it is sent.
+    assert summary["drops"] == {"se_unsupported": 3} and summary["replay"]["flows"]["stalled"] == 1
+    routed = fields(summary["_out"] / "capture.pcapng", ["ipv6.fraghdr.offset", "ipv6.fraghdr.more", "frame.comment"],
+                    'frame.interface_name == "frontend" && ipv6.fraghdr && frame.comment contains "gw route"')
+    assert [(r[0], r[1]) for r in routed] == [("0", "1"), ("181", "1"), ("362", "0")]   # 8-byte units
+    assert "reassembled from input frames 4, 5, 6; entered as 3 fragments" in routed[0][2]
+
+
+def test_loop_moves_ipv6_client_addresses_too(tmp_path):
+    summary = replay(tmp_path, write(tmp_path, "loop6.pcap", http6()), scenario=dual_scenario(), loop=2)
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 2
+    assert [f["client"] for f in rep["flow_details"]] == [f"[{CLIENT6}]:40000", "[2101:db8:5::7]:40000"]
