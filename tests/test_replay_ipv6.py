@@ -101,8 +101,9 @@ def se_backend6(summary: dict) -> set[str]:
 
 # -- two-sided through a dual-stack VS ------------------------------------------------------
 
-def test_an_ipv6_http_flow_replays_two_sided_through_a_dual_stack_vs(tmp_path):
-    summary = replay(tmp_path, write(tmp_path, "v6.pcap", http6()), scenario=dual_scenario())   # the gate
+@pytest.mark.parametrize("cloud", ["vmware", "openstack-neutron"])
+def test_an_ipv6_http_flow_replays_two_sided_through_a_dual_stack_vs(tmp_path, cloud):
+    summary = replay(tmp_path, write(tmp_path, "v6.pcap", http6()), scenario=dual_scenario(cloud=cloud))  # the gate
     rep = summary["replay"]
     assert rep["flows"] == {"total": 1, "completed": 1, "open_at_end": 0, "reset": 0, "stalled": 0}
     assert summary["skipped"] == {} and summary["drops"] == {}
