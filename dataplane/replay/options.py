@@ -51,7 +51,7 @@ class ReplayOptions:
     loop: int = 1
     limit: int | None = None
     allow_truncated: bool = False
-    #: Replay wrong IPv4/TCP/UDP checksums as recorded (the receiving SE then drops those frames).
+    #: Replay wrong IPv4/TCP/UDP checksums (IPv6 too) as recorded (the receiving SE then drops those frames).
     keep_checksums: bool = False
     #: Skip frames cut by the capture's snap length instead of filling their missing bytes with zeros.
     skip_truncated_frames: bool = False
