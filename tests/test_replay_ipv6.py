@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, defragment6
+from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+                                defragment6)
 from scapy.layers.l2 import Ether
 
 from conftest import fields, scenario_dict
@@ -160,16 +161,22 @@ def test_a_capture_mixing_ipv4_and_ipv6_flows_replays_both_families(tmp_path):
 
 # -- extension headers, fragments, checksums, snap length ---------------------------------------------
 
-def test_a_destination_options_header_before_tcp_is_walked_and_replayed(tmp_path):
-    records = http6(ext=IPv6ExtHdrDestOpt())
-    summary = replay(tmp_path, write(tmp_path, "dstopt.pcap", records), scenario=dual_scenario())
+@pytest.mark.parametrize("ext, number, field", [
+    (IPv6ExtHdrDestOpt(), "60", "ipv6.dstopts"),
+    (IPv6ExtHdrHopByHop(), "0", "ipv6.hopopts"),
+    (IPv6ExtHdrRouting(addresses=[], segleft=0), "43", "ipv6.routing"),    # no segment left: for the VIP
+    (IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(), "0", "ipv6.dstopts"),
+], ids=["destination-options", "hop-by-hop", "routing-done", "hop-by-hop-then-destination-options"])
+def test_extension_headers_before_tcp_are_walked_and_replayed(tmp_path, ext, number, field):
+    records = http6(ext=ext)
+    summary = replay(tmp_path, write(tmp_path, "ext.pcap", records), scenario=dual_scenario())
     assert summary["replay"]["flows"]["completed"] == 1 and summary["skipped"] == {}
     capture = summary["_out"] / "capture.pcapng"
-    # The header travels with the client's packets (it is the destination's), through the SE to the server.
+    # The headers travel with the client's packets, through the router and the SE to the server.
     for hop in ("frontend", "backend"):
-        carried = fields(capture, ["ipv6.nxt", "tcp.srcport"], f'frame.interface_name == "{hop}" && ipv6.dstopts '
+        carried = fields(capture, ["ipv6.nxt", "tcp.srcport"], f'frame.interface_name == "{hop}" && {field} '
                          '&& frame.comment matches "recorded frame|snat"')
-        assert len(carried) == 5 and {row[0] for row in carried} == {"60"}, hop
+        assert len(carried) == 5 and {row[0] for row in carried} == {number}, hop
 
 
 def udp6_flow(request: bytes, response: bytes, checksum: int | None = None) -> tuple[bytes, bytes]:
@@ -328,13 +335,15 @@ def test_icmpv6_routing_headers_and_a_vs_without_vip6_are_skipped_with_their_rea
     echo = bytes(Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IPv6(src=CLIENT6, dst=SERVER6) / ICMPv6EchoRequest())
     routed = bytes(Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IPv6(src=CLIENT6, dst=SERVER6) /
                    IPv6ExtHdrRouting(addresses=["2001:db8:7::1"], segleft=1) / TCP(sport=40100, dport=80, flags="S"))
-    records = http6() + [(T0 + 10**7, echo), (T0 + 10**7 + 1, routed)]
+    late = http6(port=40200, start=T0 + 2 * 10**7)[3:]        # a connection recorded from its request on
+    records = http6() + [(T0 + 10**7, echo), (T0 + 10**7 + 1, routed)] + late
     path = write(tmp_path, "skips6.pcap", records)
     dual = replay(tmp_path, path, "dual", scenario=dual_scenario())
-    assert dual["skipped"] == {"ipv6_other_protocol": 1, "ipv6_routing_header": 1}
+    assert dual["skipped"] == {"ipv6_other_protocol": 1, "ipv6_routing_header": 1, "mid_flow": 5}
     assert dual["replay"]["flows"]["completed"] == 1
     v4_only = replay(tmp_path, path, "v4")     # test_replay's IPv4-only scenario: no vip6
-    assert v4_only["skipped"] == {"ipv6_no_vip6": 8, "ipv6_other_protocol": 1, "ipv6_routing_header": 1}
+    assert v4_only["skipped"] == {"ipv6_no_vip6": 8, "ipv6_other_protocol": 1, "ipv6_routing_header": 1,
+                                  "mid_flow": 5}
     assert v4_only["replay"]["flows"]["total"] == 0
 
 
