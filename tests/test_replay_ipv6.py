@@ -131,6 +131,10 @@ def test_an_ipv6_http_flow_replays_two_sided_through_a_dual_stack_vs(tmp_path, c
     assert answered == [["2001:db8:10::100", CLIENT6, RESPONSE.hex()]]
     rows = account(summary)
     assert [r["action"] for r in rows] == ["replayed"] * 8 and all(r["se"] == owner for r in rows)
+    with open(summary["outputs"]["replay-flows.csv"], newline="") as handle:
+        (flow_row,) = csv.DictReader(handle)
+    assert (flow_row["recorded"], flow_row["client"], flow_row["outcome"], flow_row["client_packets"],
+            flow_row["server_packets"]) == (flow["recorded"], flow["client"], "completed", "5/5/5", "3/3/3")
 
 
 def test_a_capture_mixing_ipv4_and_ipv6_flows_replays_both_families(tmp_path):
