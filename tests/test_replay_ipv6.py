@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                                 defragment6)
@@ -17,7 +19,8 @@ from dataplane import scenario as scenario_mod
 from dataplane.replay import synth
 from dataplane.replay.fragments import Reassembler, fragment
 from dataplane.replay.input import SKIP_REASONS, Selection
-from dataplane.replay.input6 import ipv6_packet
+from dataplane.replay.input6 import ipv6_packet, transport6
+from dataplane.replay.repair import check_checksums
 from dataplane.replay.recorded_flows import RecordedFlows
 from dataplane.replay.options import parse_match
 from dataplane.testing import check
@@ -423,3 +426,30 @@ def test_loop_moves_ipv6_client_addresses_too(tmp_path):
     rep = summary["replay"]
     assert rep["flows"]["completed"] == 2
     assert [f["client"] for f in rep["flow_details"]] == [f"[{CLIENT6}]:40000", "[2101:db8:5::7]:40000"]
+
+
+SEED_PACKETS = [bytes(IPv6(src=CLIENT6, dst=SERVER6) / ext / proto / b"data")
+                for ext in (IPv6ExtHdrDestOpt(), IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(addresses=[], segleft=0))
+                for proto in (TCP(sport=1, dport=80, flags="S"), UDP(sport=1, dport=80))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.sampled_from(SEED_PACKETS), flips=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)),
+                                                          max_size=6),
+       cut=st.integers(0, 140), snapped=st.booleans())
+def test_hostile_ipv6_packets_get_a_reason_never_an_exception(seed, flips, cut, snapped):
+    packet = bytearray(seed)
+    for at, value in flips:
+        if at < len(packet):
+            packet[at] = value
+    raw = bytes(packet[:cut]) if cut < len(packet) else bytes(packet)
+    accepted, reason, filled, l4, proto, frag_at = ipv6_packet(raw, snapped)
+    if accepted is None:
+        assert reason in SKIP_REASONS
+        return
+    # What is accepted is whole, and its TCP/UDP (or fragment) header lies inside it.
+    assert len(accepted) == 40 + int.from_bytes(accepted[4:6], "big") and proto in (6, 17)
+    assert l4 + (8 if frag_at or proto == 17 else 20) <= len(accepted)
+    if not frag_at:
+        assert transport6(accepted) == (l4, proto)
+        assert check_checksums(accepted) is not None
