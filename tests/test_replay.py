@@ -168,11 +168,16 @@ def _odd_packets():
     icmp = frames.ethernet(mac_b, mac_a, 0x0800, frames.ipv4(a, b, 1, b"\x08\x00\xf7\xff\x00\x00\x00\x00", 1))
     frag = bytearray(frames.tcp_frame(mac_b, mac_a, a, b, 5001, 80, 1, 0, frames.SYN))
     frag[20:22] = struct.pack("!H", 0x2000)  # more fragments
-    ipv6 = frames.ethernet(mac_b, mac_a, 0x86DD, bytes([0x60]) + bytes(39))
+    jumbo = frames.ethernet(mac_b, mac_a, 0x86DD, bytes([0x60]) + bytes(39))   # payload length 0, hop-by-hop next
+    from dataplane.wire import icmpv6, ipv6
+    a6, b6 = ipv6.ipv6_bytes("2001:db8:5::1"), ipv6.ipv6_bytes("2001:db8:6::80")
+    syn6 = ipv6.tcp6_frame(mac_b, mac_a, a6, b6, 5005, 80, 1, 0, frames.SYN)       # this VS has no vip6
+    echo6 = icmpv6.echo6_frame(mac_b, mac_a, a6, b6, False, 1, 1, b"ping")
     mid = frames.tcp_frame(mac_b, mac_a, a, b, 5002, 80, 100, 200, frames.ACK, b"late")
     ssh = frames.tcp_frame(mac_b, mac_a, a, b, 5003, 22, 1, 0, frames.SYN)
     front = frames.tcp_frame(mac_b, mac_a, frames.ip_bytes("10.10.0.50"), b, 5004, 80, 1, 0, frames.SYN)
-    return {"not_vs_protocol": udp80, "other_protocol": icmp, "fragment_incomplete": bytes(frag), "ipv6": ipv6,
+    return {"not_vs_protocol": udp80, "other_protocol": icmp, "fragment_incomplete": bytes(frag),
+            "ipv6_jumbogram": jumbo, "ipv6_no_vip6": syn6, "ipv6_other_protocol": echo6,
             "mid_flow": mid, "not_selected": ssh, "client_address_unusable": front}
 
 

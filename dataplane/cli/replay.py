@@ -72,8 +72,8 @@ def register(commands) -> None:
                    help="[[events]] 'at' counts from the first replayed packet (default) or from the run's start")
     checksums = p.add_mutually_exclusive_group()
     checksums.add_argument("--keep-checksums", action="store_true",
-                           help="replay wrong IPv4/TCP/UDP checksums as recorded (the SE drops those frames); "
-                                "default: verify every checksum and fix a wrong one (checksum offload)")
+                           help="replay wrong IPv4/IPv6/TCP/UDP checksums as recorded (the SE drops those "
+                                "frames); default: verify every checksum and fix a wrong one (checksum offload)")
     checksums.add_argument("--fix-checksums", action="store_true",
                            help="the default since checksums are always verified; accepted for compatibility")
     p.add_argument("--skip-truncated-frames", action="store_true",

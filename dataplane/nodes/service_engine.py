@@ -31,7 +31,7 @@ from ..wire import arp, dual, frames, nd
 from ..wire.checksum import bad_checksum
 from ..wire.frames import ACK, FIN, RST, SYN, ZERO_MAC
 from ..wire.headers import ETHERTYPE_IPV6_BYTES, PROTO_ICMPV6
-from ..wire.ipv6 import NatRewrite6
+from ..wire.ipv6 import NatRewrite6, bad_checksum6
 from .binding import Binding
 from .context import PoolServer, Runtime, ServedService
 from .flow_probe import FlowProber
@@ -172,7 +172,7 @@ class ServiceEngine(PeerLinks, Node):
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         self.packets += 1
         if self.runtime.verify_checksums:  # off unless frames from outside may be wrong: the fast path skips it
-            wrong = bad_checksum(frame)
+            wrong = bad_checksum(frame) if view.version == 4 else bad_checksum6(frame, view)
             if wrong:
                 self.drop(f"bad_{wrong}_checksum")
                 return

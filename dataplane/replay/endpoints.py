@@ -2,9 +2,10 @@
 Replay's two ends of every recorded flow: the clients node and the pool servers.
 
 ``ReplayClients`` is one node on the ``clients`` segment standing for every
-recorded client address (proxy ARP: it answers for any address but the
-router's own); it sends client packets with the server address mapped to the
-VIP and VS port.  ``ReplayServer`` is a pool member that sends the recorded
+recorded client address (proxy ARP, and proxy Neighbor Discovery for the
+IPv6 client addresses of the flows it plays: it answers for any address but
+the router's own); it sends client packets with the server address mapped to
+the VIP (or VIP6) and VS port.  ``ReplayServer`` is a pool member that sends the recorded
 server packets into the NATed connection the SE opened to it; traffic that
 is not a replayed flow (health probes) gets the normal ``Server`` behaviour.
 Both are put into the network by the builder's hooks (``Replayer.hooks``).
@@ -24,12 +25,14 @@ from ..l2 import Nic, Segment
 from ..nodes.context import MAX_NOTES, Runtime
 from ..nodes.host import Host
 from ..nodes.server import Server
-from ..wire import arp, frames
-from ..wire.headers import ETH_LEN, ETHERTYPE_IPV4_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, ZERO_MAC
+from ..wire import arp, dual, frames
+from ..wire.headers import ETH_LEN, ETHERTYPE_IPV4_BYTES, ETHERTYPE_IPV6_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, \
+    ZERO_MAC
+from ..wire.ipv6 import NatRewrite6, link_local
 from .account import mark
 from .flow import ReplayFlow
 from .fragments import MTU, fragment
-
+from .input6 import tcp_flags6
 
 
 class FlowDirectory(Protocol):
@@ -72,11 +75,28 @@ class ReplayClients(Host):
         self.nic.allowed_ips = None
         self.router_nic = router_nic
         self.directory = directory
-        self._not_mine = set(client_gateways) | {router_nic.ip}
+        self._not_mine = set(client_gateways) | {router_nic.ip, router_nic.ip6}
 
     def answers_arp_for(self, nic, ip: bytes) -> bool:
         # Proxy ARP: recorded client addresses are arbitrary, the router must reach each of them here.
         return ip not in self._not_mine
+
+    def answers_nd_for(self, nic, ip6: bytes) -> bool:
+        return ip6 not in self._not_mine   # proxy ND, as proxy ARP
+
+    def enable_ipv6(self, router: Any) -> None:
+        """Take part in Neighbor Discovery (the VS has a VIP6).  Without an IPv6 client network in the scenario,
+        this node and the router's NIC here get link-local addresses, so the router can still resolve recorded
+        IPv6 clients (the access link is not captured)."""
+        for node, nic in ((router, self.router_nic), (self, self.nic)):
+            if nic.ip6 is None:
+                nic.ip6 = link_local(nic.mac)
+                node.join(nic, nic.ip6)
+        self._not_mine.add(self.router_nic.ip6)
+
+    def serve6(self, client_ip: bytes) -> None:
+        """Receive the Neighbor Solicitations for an IPv6 client address (its solicited-node group)."""
+        self.join(self.nic, client_ip)
 
     def handle_arp(self, nic, frame: bytes) -> None:
         parsed = arp.parse_arp(frame)
@@ -138,7 +158,8 @@ class ReplayServer(Server):
         super().__init__(*args, **kwargs)
         self.directory = directory
         self.peers: dict[tuple[bytes, int, int], ReplayFlow] = {}
-        self.header = ZERO_MAC + self.nic.mac + ETHERTYPE_IPV4_BYTES
+        self.v6 = len(self.ip) == 16
+        self.header = ZERO_MAC + self.nic.mac + (ETHERTYPE_IPV6_BYTES if self.v6 else ETHERTYPE_IPV4_BYTES)
 
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         if not self.failed and not view.fragment and view.proto in (frames.PROTO_TCP, frames.PROTO_UDP) \
@@ -167,10 +188,14 @@ class ReplayServer(Server):
         if flow is None:
             return None
         flow.server, flow.peer_ip, flow.peer_port, flow.se = self, view.src, view.sport, se.name
-        flow.peer_text = f"{frames.ip_text(view.src)}:{view.sport}"
+        flow.peer_text = dual.endpoint(view.src, view.sport)
         (client_ip, client_port), (server_ip, server_port) = flow.rec_client, flow.rec_server
-        flow.to_peer = frames.NatRewrite(server_ip, server_port, client_ip, client_port, self.ip, self.port,
-                                         view.src, view.sport, ttl_decrement=0)
+        if self.v6:
+            flow.to_peer = NatRewrite6(server_ip, server_port, client_ip, client_port, self.ip, self.port,
+                                       view.src, view.sport, hop_decrement=0)
+        else:
+            flow.to_peer = frames.NatRewrite(server_ip, server_port, client_ip, client_port, self.ip, self.port,
+                                             view.src, view.sport, ttl_decrement=0)
         self.peers[key] = flow
         return flow
 
@@ -179,7 +204,10 @@ class ReplayServer(Server):
             del self.peers[(flow.peer_ip, flow.peer_port, flow.proto)]
 
     def send_recorded(self, flow: ReplayFlow, packet: bytes, row: Any) -> None:
-        if packet[IPV4_PROTO] == PROTO_TCP and packet[(packet[0] & 0x0F) * 4 + TCP_FLAGS] & frames.RST:
+        if self.v6:
+            if tcp_flags6(packet) & frames.RST:
+                flow.server_side.sent_reset = True
+        elif packet[IPV4_PROTO] == PROTO_TCP and packet[(packet[0] & 0x0F) * 4 + TCP_FLAGS] & frames.RST:
             flow.server_side.sent_reset = True
         # The next hop's MAC written now saves send_ip a copy of the frame.
         frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)

@@ -25,9 +25,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..wire import frames
+from ..wire import dual, frames
 from ..wire.frames import RST
 from ..wire.headers import ETH_LEN, TCP_FLAGS
+from .input6 import tcp_flags6
 
 
 @dataclass(slots=True)
@@ -252,7 +253,7 @@ class ReplayFlow:
 
     def report(self) -> dict:
         report = {"flow": self.number, "recorded": self.recorded,
-                  "client": f"{frames.ip_text(self.client_ip)}:{self.client_port}",
+                  "client": dual.endpoint(self.client_ip, self.client_port),
                   "protocol": "tcp" if self.proto == frames.PROTO_TCP else "udp",
                   "se": self.se, "server": self.server.name if self.server else None,
                   "outcome": self.final_outcome(),
@@ -260,6 +261,19 @@ class ReplayFlow:
         if self.reset_reason:
             report["reset_reason"] = self.reset_reason
         return report
+
+
+class ReplayFlow6(ReplayFlow):
+    """A recorded IPv6 flow: its TCP flags are found past the extension headers."""
+
+    __slots__ = ()
+
+    def _send_client(self, frame: bytes, row: Any) -> None:
+        side = self.client
+        side.sent += 1
+        if self.proto == frames.PROTO_TCP and tcp_flags6(frame, ETH_LEN) & RST:
+            side.sent_reset = True
+        self.send_client(self, frame, row)
 
 
 def _counts(side: SideState) -> dict:

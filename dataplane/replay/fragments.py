@@ -1,43 +1,57 @@
 """
-IPv4 fragment reassembly (RFC 791, RFC 815) the way Linux does it, and fragmentation to an MTU.
+IPv4 and IPv6 fragment reassembly (RFC 791, RFC 815, RFC 8200) the way Linux does it, and fragmentation.
 
 ``Reassembler`` collects the fragments of recorded datagrams, keyed like
 Linux's ``ip4_frag`` queue (source, destination, identification,
-protocol) and by replay loop, and hands back each datagram once it is
+protocol) or ``ip6_frag`` queue (source, destination, identification:
+``add6``) and by replay loop, and hands back each datagram once it is
 whole.  Its semantics are Linux's (``net/ipv4/ip_fragment.c``,
-``net/ipv4/inet_fragment.c``, since 4.19):
+``net/ipv6/reassembly.c``, ``net/ipv4/inet_fragment.c``, since 4.19), the
+same for both families except where noted:
 
 - a fragment entirely inside a run of fragments already held is a
   duplicate: it is dropped and the datagram kept;
 - any other overlap discards the whole datagram (the behaviour RFC 5722
   asks of IPv6, which Linux applies to IPv4 too);
-- a non-final fragment's length is cut to a multiple of 8; an empty
-  fragment, a final fragment that ends before data already held, or two
-  different ends discard the datagram;
+- a non-final fragment's length is cut to a multiple of 8 (IPv6: a
+  non-final fragment that is not a multiple of 8 is dropped alone, RFC
+  8200 section 4.5); an empty fragment, a final fragment that ends before
+  data already held, or two different ends discard the datagram;
 - a datagram whose first fragment arrived ``TIMEOUT_NS`` (30 s,
   ``net.ipv4.ipfrag_time``) of recorded time ago is dropped (a timeout);
 - while more than ``MEMORY_LIMIT`` bytes (4 MiB,
   ``net.ipv4.ipfrag_high_thresh``) are held, new fragments are dropped;
-- a datagram longer than 65,535 bytes is discarded when it completes.
+- a datagram longer than 65,535 bytes (IPv6: a payload longer than
+  65,535 bytes) is discarded when it completes.
 
-So memory is bounded (4 MiB plus one fragment) and so is the time any
-fragment waits.  The reassembled datagram takes the header of the fragment
-at offset 0 with a new length and checksum, and DF if any fragment had it.
+Both families share the bounds: the memory limit counts the fragments of
+both, and an IPv6 datagram waits the same 30 s (Linux's
+``net.ipv6.ip6frag_time`` is 60 s; one timeout keeps the queue in arrival
+order).  So memory is bounded (4 MiB plus one fragment) and so is the time
+any fragment waits.  The reassembled IPv4 datagram takes the header of the
+fragment at offset 0 with a new length and checksum, and DF if any
+fragment had it; an IPv6 one takes the unfragmentable part of the fragment
+at offset 0 (the headers before its Fragment header), without the Fragment
+header, with a new payload length.
 
-``fragment`` splits a datagram larger than the MTU again, as a host or
-router does (``ip_do_fragment``): payload pieces of a multiple of 8 bytes,
-options that must not be copied replaced by NOPs after the first fragment.
+``fragment`` splits a datagram larger than the MTU again, as a host does
+(``ip_do_fragment``, ``ip6_fragment``): payload pieces of a multiple of 8
+bytes; IPv4 options that must not be copied are replaced by NOPs after
+the first fragment; an IPv6 datagram gets a Fragment header after its
+unfragmentable part (Hop-by-Hop and Routing headers).
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import NS_PER_S
 from ..wire.checksum import checksum
+from ..wire.headers import EXT_DESTINATION, EXT_FRAGMENT, EXT_HOP_BY_HOP, EXT_ROUTING
 
 TIMEOUT_NS = 30 * NS_PER_S
 MEMORY_LIMIT = 4 * 1024 * 1024
@@ -46,23 +60,25 @@ MTU = 1500
 MORE_FRAGMENTS = 0x2000
 DONT_FRAGMENT = 0x4000
 _U16 = struct.Struct("!H")
+_FRAGMENT6 = struct.Struct("!BxHI")   # next header, offset/flags, identification
 
 #: Why fragments were not replayed (keys of ``skipped``), with the text the CLI prints.
 FRAGMENT_REASONS = {
-    "fragment_duplicate": "IPv4 fragment inside data already held (dropped, datagram kept)",
-    "fragment_overlap": "IPv4 fragment overlapping another: the datagram is discarded (Linux)",
-    "fragment_invalid": "IPv4 fragment with no data or a contradicting end: the datagram is discarded",
-    "fragment_oversize": "IPv4 datagram longer than 65,535 bytes once reassembled",
-    "fragment_memory": "IPv4 fragment arriving while 4 MiB of fragments are held",
-    "fragment_timeout": "IPv4 datagram not complete 30 s after its first fragment",
-    "fragment_incomplete": "IPv4 datagram still missing fragments when the capture ended",
+    "fragment_duplicate": "IP fragment inside data already held (dropped, datagram kept)",
+    "fragment_overlap": "IP fragment overlapping another: the datagram is discarded (Linux)",
+    "fragment_invalid": "IP fragment with no data or a contradicting end: the datagram is discarded "
+                        "(IPv6: a non-final fragment not a multiple of 8 bytes is dropped alone)",
+    "fragment_oversize": "IP datagram longer than 65,535 bytes once reassembled",
+    "fragment_memory": "IP fragment arriving while 4 MiB of fragments are held",
+    "fragment_timeout": "IP datagram not complete 30 s after its first fragment",
+    "fragment_incomplete": "IP datagram still missing fragments when the capture ended",
 }
 
 
 @dataclass(slots=True)
 class _Datagram:
     first_seen: int
-    header: bytes | None = None      # the IPv4 header of the fragment at offset 0
+    header: bytes | None = None      # the IPv4 header (IPv6: unfragmentable part) of the fragment at offset 0
     length: int = 0                  # payload length known so far (the final fragment's end once seen)
     last_in: bool = False
     runs: list = field(default_factory=list)    # [start, end] of each run of contiguous fragments, by start
@@ -71,6 +87,8 @@ class _Datagram:
     meat: int = 0                    # payload bytes held
     tokens: list = field(default_factory=list)  # the caller's token of every fragment held
     dont_fragment: bool = False
+    next_header: int = -1            # IPv6: the Fragment header's next header (-1: an IPv4 datagram)
+    pointer: int = 6                 # IPv6: where the header before the Fragment header names the next one
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +118,36 @@ class Reassembler:
         if self.held > self.memory_limit:
             return Outcome("dropped", reason="fragment_memory")
         ihl = (packet[0] & 0x0F) * 4
-        key = (scope, packet[12:20], packet[4:6], packet[9])
+        flags = _U16.unpack_from(packet, 6)[0]
+        offset = (flags & 0x1FFF) * 8
+        return self._add((scope, packet[12:20], packet[4:6], packet[9]), offset, bool(flags & MORE_FRAGMENTS),
+                         packet[ihl:], packet[:ihl] if offset == 0 else None, now, token,
+                         bool(flags & DONT_FRAGMENT))
+
+    def add6(self, packet: bytes, frag_at: int, now: int, token: Any, scope: Any = None) -> Outcome:
+        """Take one IPv6 fragment (trimmed to its payload length; its Fragment header at ``frag_at``)."""
+        if self.held > self.memory_limit:
+            return Outcome("dropped", reason="fragment_memory")
+        following, field, ident = _FRAGMENT6.unpack_from(packet, frag_at)
+        offset, more = field & 0xFFF8, bool(field & 1)
+        payload = packet[frag_at + 8:]
+        if more and len(payload) & 7:   # RFC 8200 4.5: dropped alone (Linux sends a parameter problem)
+            return Outcome("dropped", reason="fragment_invalid")
+        key = (scope, packet[8:40], ident, "ipv6")
+        if offset == 0:
+            queue = self.queues.get(key)
+            if queue is None:
+                queue = self.queues[key] = _Datagram(now)
+            queue.next_header, queue.pointer = following, _pointer_to(packet, frag_at)
+        return self._add(key, offset, more, payload, packet[:frag_at] if offset == 0 else None, now, token)
+
+    def _add(self, key: tuple, offset: int, more: bool, payload: bytes, header: bytes | None, now: int,
+             token: Any, dont_fragment: bool = False) -> Outcome:
         queue = self.queues.get(key)
         if queue is None:
             queue = self.queues[key] = _Datagram(now)
-        flags = _U16.unpack_from(packet, 6)[0]
-        offset = (flags & 0x1FFF) * 8
-        payload = packet[ihl:]
         end = offset + len(payload)
-        if not flags & MORE_FRAGMENTS:   # the final fragment: the datagram's end
+        if not more:   # the final fragment: the datagram's end
             if end < queue.length or (queue.last_in and end != queue.length):
                 return self._discard(key, token, "fragment_invalid")
             queue.last_in, queue.length = True, end
@@ -130,9 +169,9 @@ class Reassembler:
         queue.pieces.append((offset, payload))
         queue.meat += len(payload)
         self.held += len(payload)
-        queue.dont_fragment |= bool(flags & DONT_FRAGMENT)
-        if offset == 0:
-            queue.header = packet[:ihl]
+        queue.dont_fragment |= dont_fragment
+        if header is not None:
+            queue.header = header
         if queue.last_in and queue.header is not None and queue.meat == queue.length:
             return self._complete(key, queue, token)
         queue.tokens.append(token)
@@ -147,15 +186,20 @@ class Reassembler:
         del self.queues[key]
         self.held -= queue.meat
         header = bytearray(queue.header)
-        if len(header) + queue.length > MAX_DATAGRAM:
+        v6 = queue.next_header >= 0
+        if (len(header) - 40 if v6 else len(header)) + queue.length > MAX_DATAGRAM:
             return Outcome("discarded", reason="fragment_oversize", tokens=(*queue.tokens, token))
         payload = bytearray(queue.length)
         for offset, piece in queue.pieces:
             payload[offset:offset + len(piece)] = piece
-        _U16.pack_into(header, 2, len(header) + queue.length)
-        _U16.pack_into(header, 6, DONT_FRAGMENT if queue.dont_fragment else 0)
-        header[10:12] = b"\x00\x00"
-        _U16.pack_into(header, 10, checksum(bytes(header)))
+        if v6:   # the unfragmentable part, its last header now naming what the Fragment header named
+            _U16.pack_into(header, 4, len(header) - 40 + queue.length)
+            header[queue.pointer] = queue.next_header
+        else:
+            _U16.pack_into(header, 2, len(header) + queue.length)
+            _U16.pack_into(header, 6, DONT_FRAGMENT if queue.dont_fragment else 0)
+            header[10:12] = b"\x00\x00"
+            _U16.pack_into(header, 10, checksum(bytes(header)))
         self.reassembled += 1
         return Outcome("complete", packet=bytes(header) + bytes(payload), tokens=tuple(queue.tokens))
 
@@ -206,9 +250,11 @@ def _place(queue: _Datagram, offset: int, end: int) -> str:
 
 
 def fragment(packet: bytes, mtu: int = MTU) -> list[bytes]:
-    """Split the IPv4 ``packet`` into fragments of at most ``mtu`` bytes (one piece if it fits)."""
+    """Split the IPv4 or IPv6 ``packet`` into fragments of at most ``mtu`` bytes (one piece if it fits)."""
     if len(packet) <= mtu:
         return [packet]
+    if packet[0] >> 4 == 6:
+        return _fragment6(packet, mtu)
     ihl = (packet[0] & 0x0F) * 4
     step = (mtu - ihl) & ~7
     payload = packet[ihl:]
@@ -245,3 +291,38 @@ def _copied_options_only(header: bytes) -> bytes:
             out[at:at + length] = b"\x01" * length
         at += length
     return bytes(out)
+
+
+def _pointer_to(packet: bytes, frag_at: int) -> int:
+    """Where the header before the one at ``frag_at`` names its next header (6: the IPv6 header's field)."""
+    pointer, at = 6, 40
+    while at < frag_at:
+        pointer, at = at, at + (packet[at + 1] + 1) * 8
+    return pointer
+
+
+def _fragment6(packet: bytes, mtu: int) -> list[bytes]:
+    """Fragments of the IPv6 ``packet``: its unfragmentable part (the IPv6 header, Hop-by-Hop, and the headers
+    up to a Routing header), a Fragment header, a piece of the rest; the identification is the packet's CRC-32,
+    so the same datagram is cut alike in every run."""
+    unfragmentable, pointer, header, at = 40, 6, packet[6], 40
+    while header in (EXT_HOP_BY_HOP, EXT_ROUTING, EXT_DESTINATION) and at + 2 <= len(packet):
+        following, after = packet[at], at + (packet[at + 1] + 1) * 8
+        if header != EXT_DESTINATION:
+            unfragmentable, pointer = after, at
+        elif following != EXT_ROUTING and following not in (EXT_HOP_BY_HOP, EXT_DESTINATION):
+            break
+        header, at = following, after
+    first = bytearray(packet[:unfragmentable])
+    following = first[pointer]
+    first[pointer] = EXT_FRAGMENT
+    ident = zlib.crc32(packet)
+    rest = packet[unfragmentable:]
+    step = (mtu - unfragmentable - 8) & ~7
+    pieces = []
+    for offset in range(0, len(rest), step):
+        piece = rest[offset:offset + step]
+        more = 1 if offset + step < len(rest) else 0
+        _U16.pack_into(first, 4, unfragmentable - 40 + 8 + len(piece))
+        pieces.append(bytes(first) + _FRAGMENT6.pack(following, offset | more, ident) + piece)
+    return pieces

@@ -4,11 +4,12 @@ Replay input: link-layer decoding, the IPv4 packet inside a frame, and which flo
 This module owns the questions replay asks of every recorded frame before
 any emulation happens:
 
-1. *What IPv4 packet is inside?*  ``decoder_for(linktype)`` returns a
+1. *What IP packet is inside?*  ``decoder_for(linktype)`` returns a
    function that strips the link layer (Ethernet with any number of
-   802.1Q/802.1ad tags, Linux cooked SLL and SLL2, raw IP, BSD/OpenBSD
-   loopback) and returns the bytes from the IPv4 header on, or ``None`` and
-   the reason it cannot be replayed (IPv6, another ethertype...).
+   802.1Q/802.1ad tags, Linux cooked SLL and SLL2, raw IP, raw IPv6,
+   BSD/OpenBSD loopback) and returns the bytes from the IPv4 or IPv6 header
+   on, or ``None`` and the reason it cannot be replayed (another
+   ethertype...).  An IPv6 packet goes on to ``input6``.
    ``ipv4_packet`` then checks the header and cuts the packet to its total
    length, or, for a frame cut by the capture's snap length, fills the
    missing payload with zeros (the headers must be whole).  Reasons are
@@ -38,6 +39,7 @@ from ..wire import capture_reader as cr
 from ..wire import frames
 from ..wire.headers import IPV4_PROTO
 from .fragments import FRAGMENT_REASONS
+from .input6 import IPV6_REASONS
 from .options import Endpoint, ReplayError
 
 _U16 = struct.Struct("!H")
@@ -48,16 +50,17 @@ LINKTYPE_NULL, LINKTYPE_LOOP = 0, 108
 #: Why an input packet was not replayed (the keys of ``skipped``), with the text the CLI prints.
 SKIP_REASONS = {
     "not_ip": "not IP (ARP, LLDP, other ethertypes)",
-    "ipv6": "IPv6 (not supported yet)",
     "other_protocol": "IPv4 but neither TCP nor UDP (ICMP, ...)",
-    "malformed": "malformed IPv4/TCP/UDP header",
-    "snaplen_headers": "cut by the capture's snap length inside its IPv4/TCP/UDP headers",
+    **IPV6_REASONS,
+    "malformed": "malformed IPv4/IPv6/TCP/UDP header",
+    "snaplen_headers": "cut by the capture's snap length inside its IP/TCP/UDP headers",
     "snaplen_truncated": "cut by the capture's snap length (--skip-truncated-frames)",
     "unsupported_link_type": "on an interface whose link type replay does not decode",
     "other_interface": "on another interface than --interface",
     **FRAGMENT_REASONS,
     "not_vs_protocol": "TCP/UDP flow of the protocol the VS does not serve",
     "not_selected": "flow not for the VS (server port / --match)",
+    "ipv4_no_vip": "IPv4 flow, but the virtual service has no IPv4 vip (only a vip6)",
     "mid_flow": "TCP flow seen mid-way (its SYN is not in the capture)",
     "client_address_unusable": "client address that cannot sit behind the router",
 }
@@ -74,8 +77,6 @@ def ipv4_packet(raw: bytes, cut: bool, skip_cut: bool = False) -> tuple[bytes | 
     they are (the caller reassembles them); their transport header is checked once whole.
     """
     if len(raw) < 20 or raw[0] >> 4 != 4:
-        if raw and raw[0] >> 4 == 6:
-            return None, "ipv6", 0
         return None, ("snaplen_headers" if cut and raw and raw[0] >> 4 == 4 else "malformed"), 0
     ihl = (raw[0] & 0x0F) * 4
     total = _U16.unpack_from(raw, 2)[0]
@@ -135,10 +136,8 @@ def _by_ethertype(data: bytes, offset: int, kind: int) -> Decoded:
             return None, "malformed"
         kind = _U16.unpack_from(data, offset + 2)[0]
         offset += 4
-    if kind == frames.ETHERTYPE_IPV4:
+    if kind == frames.ETHERTYPE_IPV4 or kind == ETHERTYPE_IPV6:
         return data[offset:], None
-    if kind == ETHERTYPE_IPV6:
-        return None, "ipv6"
     return None, "not_ip"
 
 
@@ -163,28 +162,27 @@ def _sll2(data: bytes) -> Decoded:
 
 
 def _raw(data: bytes) -> Decoded:
-    if data and data[0] >> 4 == 6:
-        return None, "ipv6"
     return data, None
 
 
 def _null(data: bytes) -> Decoded:
-    # BSD loopback: a 4-byte address family in the writer's byte order; AF_INET is 2 everywhere.
+    # BSD loopback: a 4-byte address family in the writer's byte order; AF_INET is 2 everywhere, AF_INET6 is
+    # 10 (Linux), 24 (OpenBSD, NetBSD), 28 (FreeBSD) or 30 (macOS).
     if len(data) < 4:
         return None, "malformed"
     family = struct.unpack_from("<I", data)[0]
     if family > 0xFFFF:
         family = struct.unpack_from(">I", data)[0]
-    if family == 2:
+    if family == 2 or family in (10, 24, 28, 30):
         return data[4:], None
-    return (None, "ipv6") if family in (10, 24, 28, 30) else (None, "not_ip")
+    return None, "not_ip"
 
 
 #: Link type -> decoder (``decoder_for``); the replayer reads it directly on its per-frame path.
 DECODERS: dict[int, Callable[[bytes], Decoded]] = {
     cr.LINKTYPE_ETHERNET: _ethernet, cr.LINKTYPE_LINUX_SLL: _sll, cr.LINKTYPE_LINUX_SLL2: _sll2,
     cr.LINKTYPE_RAW: _raw, cr.LINKTYPE_IPV4: _raw, LINKTYPE_NULL: _null, LINKTYPE_LOOP: _null,
-    cr.LINKTYPE_IPV6: lambda data: (None, "ipv6"),
+    cr.LINKTYPE_IPV6: _raw,
 }
 LINKTYPE_NAMES = {cr.LINKTYPE_ETHERNET: "Ethernet", cr.LINKTYPE_LINUX_SLL: "Linux cooked (SLL)",
                   cr.LINKTYPE_LINUX_SLL2: "Linux cooked v2 (SLL2)", cr.LINKTYPE_RAW: "raw IP",

@@ -51,7 +51,7 @@ class ReplayOptions:
     loop: int = 1
     limit: int | None = None
     allow_truncated: bool = False
-    #: Replay wrong IPv4/TCP/UDP checksums as recorded (the receiving SE then drops those frames).
+    #: Replay wrong IPv4/TCP/UDP checksums (IPv6 too) as recorded (the receiving SE then drops those frames).
     keep_checksums: bool = False
     #: Skip frames cut by the capture's snap length instead of filling their missing bytes with zeros.
     skip_truncated_frames: bool = False
@@ -121,7 +121,9 @@ class Endpoint:
     def matches(self, ip: bytes, port: int) -> bool:
         if self.port is not None and port != self.port:
             return False
-        return self.network is None or self.network.first <= int.from_bytes(ip, "big") <= self.network.last
+        network = self.network
+        return network is None or (network.version == (4 if len(ip) == 4 else 6)
+                                   and network.first <= int.from_bytes(ip, "big") <= network.last)
 
 
 def _port(value: str, what: str, text: str) -> int:
@@ -131,10 +133,21 @@ def _port(value: str, what: str, text: str) -> int:
 
 
 def parse_endpoint(text: str, what: str) -> Endpoint:
-    """``ADDR[/LEN][:PORT]``, ``*:PORT`` or ``PORT`` -> Endpoint; ValueError with a one-line reason."""
+    """``ADDR[/LEN][:PORT]``, ``[IPV6[/LEN]]:PORT``, ``IPV6[/LEN]``, ``*:PORT`` or ``PORT`` -> Endpoint;
+    ValueError with a one-line reason."""
     if not text.isascii():
         raise ValueError(f"{what}: '{_shown(text)}' is not ASCII (addresses and ports are ASCII digits)")
-    address, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if text.startswith("["):     # an IPv6 address (or network) in brackets, then an optional port (RFC 3986)
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{what}: bad address '{_shown(text)}' (want [IPV6[/LEN]]:PORT)")
+        port_text = rest[1:]
+        if rest and not port_text:
+            raise ValueError(f"{what}: bad port '' in '{_shown(text)}' (want 1-65535 in ASCII digits)")
+    elif text.count(":") > 1:    # an IPv6 address (or network) without a port
+        address, port_text = text, ""
+    else:
+        address, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
     if _PORT.fullmatch(text):
         address, port_text = "*", text
     port = _port(port_text, what, text) if port_text else None
@@ -143,9 +156,10 @@ def parse_endpoint(text: str, what: str) -> Endpoint:
         try:
             network = netaddr.IPNetwork(address)
         except (netaddr.AddrFormatError, ValueError):
-            raise ValueError(f"{what}: bad address '{address}' in '{text}' (want ADDR[/LEN][:PORT])") from None
-        if network.version != 4:
-            raise ValueError(f"{what}: only IPv4 is replayed, got '{address}'")
+            raise ValueError(f"{what}: bad address '{_shown(address)}' in '{_shown(text)}' "
+                             f"(want ADDR[/LEN][:PORT] or [IPV6[/LEN]]:PORT)") from None
+        if network.version == 4 and ":" in address:   # netaddr reads "::ffff:1.2.3.4"-like text loosely
+            raise ValueError(f"{what}: bad address '{_shown(address)}' in '{_shown(text)}'")
     return Endpoint(network, port)
 
 

@@ -7,7 +7,9 @@ automatic modes do: the sender of the first SYN, or of the first UDP
 datagram, is the client.  A new flow is replayed if the VS's selection
 takes it (``input.Selection``) and its client address can sit behind the
 router; otherwise it is remembered as a ``SkippedFlow`` so its later
-packets are counted under the same reason.
+packets are counted under the same reason.  IPv6 flows (``lookup6``) follow
+the same rules, with ``ipv6_no_vip6`` for a flow the VS would take if it
+had a ``vip6`` (and ``ipv4_no_vip`` for an IPv4 flow to an IPv6-only VS).
 
 It keeps a flow only while its input lasts: a flow leaves the tables when
 it closes in the recording (both FINs acknowledged, at once; both FINs or a
@@ -30,6 +32,7 @@ from ..wire.frames import ACK, FIN, RST, SYN
 from ..wire.headers import IPV4_DST, IPV4_PROTO, IPV4_SRC, TCP_FLAGS, TCP_SEQ
 from .flow import ReplayFlow, SkippedFlow
 from .input import Selection, client_address_problem
+from .input6 import client_address_problem6, transport6
 
 IDLE_TIMEOUT = 300 * NS_PER_S         # recorded time without a packet before an open flow is forgotten
 CLOSE_LINGER = 2 * NS_PER_S           # recorded time a closed flow keeps collecting its last ACKs
@@ -52,10 +55,14 @@ class FlowOwner(Protocol):
 class RecordedFlows:
     """Recorded flows by 4-tuple: replayed (``ReplayFlow``) or skipped (``SkippedFlow``)."""
 
-    def __init__(self, owner: FlowOwner, selection: Selection, frontend: netaddr.IPNetwork, reserved: set[bytes]):
+    def __init__(self, owner: FlowOwner, selection: Selection, frontend: netaddr.IPNetwork, reserved: set[bytes],
+                 frontend6: netaddr.IPNetwork | None = None, has_vip6: bool = False, has_vip: bool = True):
         self.owner = owner
         self.selection = selection
         self.frontend = frontend
+        self.frontend6 = frontend6
+        self.has_vip6 = has_vip6
+        self.has_vip = has_vip
         self.reserved = reserved
         self.open: OrderedDict = OrderedDict()     # key -> ReplayFlow or SkippedFlow, least recent first
         self.closing: OrderedDict = OrderedDict()  # key -> ReplayFlow closed in the recording
@@ -71,6 +78,17 @@ class RecordedFlows:
         src, dst = packet[IPV4_SRC], packet[IPV4_DST]
         sport, dport = _PORTS.unpack_from(packet, ihl)
         flags = packet[ihl + TCP_FLAGS] if proto == frames.PROTO_TCP else 0
+        return self.find(proto, src, sport, dst, dport, flags, loop, rec, row)
+
+    def lookup6(self, packet: bytes, l4: int, proto: int, loop: int, rec: int, row: Any):
+        """``lookup`` for an IPv6 packet whose TCP/UDP header is at ``l4`` (``input6.ipv6_packet``)."""
+        sport, dport = _PORTS.unpack_from(packet, l4)
+        flags = packet[l4 + TCP_FLAGS] if proto == frames.PROTO_TCP else 0
+        return self.find(proto, packet[8:24], sport, packet[24:40], dport, flags, loop, rec, row)
+
+    def find(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, flags: int, loop: int, rec: int,
+             row: Any):
+        """The replayed flow of a packet of either family, as ``lookup`` returns it."""
         key = (proto, src, sport, dst, dport, loop) if (src, sport) <= (dst, dport) else \
             (proto, dst, dport, src, sport, loop)
         table = self.open
@@ -105,6 +123,8 @@ class RecordedFlows:
                 else "not_selected"
         else:
             reason = sel.verdict(proto, src, sport, dst, dport)
+        if reason is None and not (self.has_vip6 if len(src) == 16 else self.has_vip):
+            reason = "ipv6_no_vip6" if len(src) == 16 else "ipv4_no_vip"
         client_ip = self._client_address(src, loop) if reason is None else None
         if reason is None and client_ip is None:
             reason = "client_address_unusable"
@@ -121,6 +141,8 @@ class RecordedFlows:
     def _client_address(self, ip: bytes, loop: int) -> bytes | None:
         if loop:  # later loops need distinct flows (tcpreplay --unique-ip): move the client's first octet
             ip = bytes(((ip[0] + loop) & 0xFF,)) + ip[1:]
+        if len(ip) == 16:
+            return None if client_address_problem6(ip, self.frontend6, self.reserved) else ip
         if client_address_problem(ip, self.frontend, self.reserved):
             return None
         return ip
@@ -149,7 +171,7 @@ class RecordedFlows:
     def track_close(self, key, flow: ReplayFlow, from_client: bool, packet: bytes, flags: int) -> None:
         """Forget a flow's input as soon as both FINs are acknowledged in the recording (its last
         packet), rather than after CLOSE_LINGER: short connections then hold no state at all."""
-        ihl = (packet[0] & 0x0F) * 4
+        ihl = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else transport6(packet)[0]
         seq, ack = _SEQ_ACK.unpack_from(packet, ihl + TCP_SEQ)
         close = flow.close
         if flags & FIN:

@@ -1,5 +1,5 @@
 """
-Repairs a recorded IPv4 packet needs before it may enter the network: checksums and snap-length cuts.
+Repairs a recorded IPv4 or IPv6 packet needs before it may enter the network: checksums and snap-length cuts.
 
 Captures taken on a sending host hold the checksums the host left for its
 NIC to finish (checksum offload): zero, or the pseudo-header sum alone
@@ -7,6 +7,9 @@ NIC to finish (checksum offload): zero, or the pseudo-header sum alone
 TCP or UDP checksum of a packet and ``fix_checksums`` recomputes them, as
 ``tcprewrite --fixcsum`` does; each fix is described in words for the
 frame's comment ("tcp checksum fixed: recorded 0x0000, likely offload").
+An IPv6 packet has no header checksum; its TCP/UDP checksum covers the
+IPv6 pseudo-header, and a zero UDP checksum, "none" over IPv4, is wrong
+over IPv6 (RFC 8200 section 8.1) and fixed like any other.
 
 A frame cut by the capture's snap length (``tcpdump -s 96``) keeps its
 headers but not all of its payload; ``fill_cut`` restores the packet's
@@ -21,9 +24,11 @@ from dataclasses import dataclass
 
 from ..wire.checksum import checksum, ones_complement_sum, transport_checksum
 from ..wire.headers import IPV4_PROTO, PROTO_TCP, PROTO_UDP
+from .input6 import transport6
 
 _U16 = struct.Struct("!H")
 _PSEUDO_TAIL = struct.Struct("!BBH")
+_PSEUDO_TAIL6 = struct.Struct("!I3xB")
 #: Where each protocol's checksum sits: IPv4 from the packet's start, TCP and UDP from the transport header's.
 CHECKSUM_AT = {"ipv4": 10, "tcp": 16, "udp": 6}
 
@@ -36,6 +41,7 @@ class WrongChecksum:
     recorded: int
     correct: int
     offload: bool   # zero or the pseudo-header sum alone: what a NIC was left to finish
+    at: int = -1    # where the field is in the packet (-1: at CHECKSUM_AT from its header's start, IPv4)
 
     def describe(self, fixed: bool) -> str:
         if fixed:
@@ -62,6 +68,8 @@ def check_checksums(packet: bytes) -> list[WrongChecksum]:
             and not (int.from_bytes(packet[12:] + b"\x00" if len(packet) & 1 else packet[12:], "big")
                      + PROTO_TCP + len(packet) - 20) % 0xFFFF:
         return []
+    if packet[0] >> 4 == 6:
+        return _check_checksums6(packet)
     ihl = (packet[0] & 0x0F) * 4
     wrong = []
     if int.from_bytes(packet[:ihl], "big") % 0xFFFF:
@@ -84,18 +92,39 @@ def check_checksums(packet: bytes) -> list[WrongChecksum]:
     return wrong
 
 
+def _check_checksums6(packet: bytes) -> list[WrongChecksum]:
+    """The wrong TCP/UDP checksum of a whole, unfragmented IPv6 ``packet`` (trimmed to its payload length)."""
+    l4, proto = transport6(packet)
+    name = "tcp" if proto == PROTO_TCP else "udp"
+    at = l4 + CHECKSUM_AT[name]
+    recorded = _U16.unpack_from(packet, at)[0]
+    length = len(packet) - l4
+    pseudo = int.from_bytes(packet[8:40], "big") + length + proto
+    if (pseudo + (int.from_bytes(packet[l4:], "big") << (8 * (length & 1)))) % 0xFFFF == 0 \
+            and (recorded or proto == PROTO_TCP):
+        return []
+    correct = transport_checksum(packet[8:24], packet[24:40], proto, packet[l4:at] + b"\x00\x00" + packet[at + 2:])
+    partial = ones_complement_sum(packet[8:40] + _PSEUDO_TAIL6.pack(length, proto))
+    return [WrongChecksum(name, recorded, correct, recorded in (0, partial), at)]
+
+
 def fix_checksums(packet: bytes, wrong: list[WrongChecksum]) -> bytes:
     """``packet`` with each of ``wrong`` replaced by its correct value."""
     buf = bytearray(packet)
     ihl = (buf[0] & 0x0F) * 4
     for fix in wrong:
-        at = CHECKSUM_AT[fix.protocol] + (0 if fix.protocol == "ipv4" else ihl)
+        at = fix.at if fix.at >= 0 else CHECKSUM_AT[fix.protocol] + (0 if fix.protocol == "ipv4" else ihl)
         _U16.pack_into(buf, at, fix.correct)
     return bytes(buf)
 
 
 def recompute_transport_checksum(packet: bytes) -> bytes:
     """``packet`` with its TCP or UDP checksum computed afresh (after its payload changed)."""
+    if packet[0] >> 4 == 6:
+        l4, proto = transport6(packet)
+        at = l4 + CHECKSUM_AT["tcp" if proto == PROTO_TCP else "udp"]
+        value = transport_checksum(packet[8:24], packet[24:40], proto, packet[l4:at] + b"\x00\x00" + packet[at + 2:])
+        return packet[:at] + _U16.pack(value) + packet[at + 2:]
     ihl = (packet[0] & 0x0F) * 4
     proto = packet[IPV4_PROTO]
     at = ihl + CHECKSUM_AT["tcp" if proto == PROTO_TCP else "udp"]

@@ -9,8 +9,9 @@ it (``timing``: recorded gaps and ``--speed``, ``--topspeed``, ``--pps``,
 same steps, each of which may skip it with a reason:
 
 1. its interface and link layer (``input``), the IPv4 packet inside, a
-   snap-length cut filled with zeros;
-2. IPv4 fragments reassembled (``fragments``);
+   snap-length cut filled with zeros (an IPv6 packet branches off here, once,
+   to ``input6``, which takes it through the same steps);
+2. IP fragments reassembled (``fragments``);
 3. its flow and side (``recorded_flows``);
 4. checksums verified and fixed (``repair``) unless ``--keep-checksums``;
 5. handed to its flow's end (``flow``, ``endpoints``).
@@ -37,14 +38,15 @@ from ..l2 import Segment
 from ..nodes.context import Runtime
 from ..nodes.router import Router
 from ..scenario import Scenario
-from ..wire import capture_reader, frames
+from ..wire import capture_reader, dual, frames
 from ..wire.frames import FIN, RST
 from . import input as rin
 from . import report, repair
 from .account import Account, OrderedRows, Row
 from .endpoints import ReplayClients, ReplayServer
-from .flow import ReplayFlow
+from .flow import ReplayFlow, ReplayFlow6
 from .fragments import Reassembler
+from .input6 import Input6, ToVip6
 from .options import MAX_VIRTUAL_SECONDS, ReplayOptions
 from .recorded_flows import RecordedFlows
 from .timing import Pacer
@@ -78,6 +80,7 @@ class Replayer:
         self.pacer = Pacer(options, seconds(scenario.traffic.start))
         self.interfaces = rin.InterfaceChoice(options.interface)
         self.reassembler = Reassembler()
+        self.v6 = Input6(self)
         self.live: dict[int, ReplayFlow] = {}
         self.input_packets = self.accepted = self.reassembled_parts = 0
         self.skipped: Counter[str] = Counter()
@@ -120,6 +123,8 @@ class Replayer:
     def _access_link(self, runtime: Runtime, segment: Segment, router: Router, first_ip: bytes) -> ReplayClients:
         self.clients = ReplayClients(runtime, "replay-clients", segment, first_ip, router.clients_nic,
                                      router.client_gateways, self)
+        if any(vs.vip6 is not None for vs in self.scenario.virtual_services):
+            self.clients.enable_ipv6(router)
         return self.clients
 
     def attach(self, net: Network) -> None:
@@ -130,8 +135,11 @@ class Replayer:
         self.sim = net.sim
         vs = net.vs
         selection = rin.Selection(vs.proto, vs.port, set(self.options.port_map), list(self.options.matches))
-        reserved = set(net.router.client_gateways) | {net.router.clients_nic.ip, vs.vip}
-        self.flows = RecordedFlows(self, selection, net.scenario.networks["frontend"].cidr, reserved)
+        reserved = set(net.router.client_gateways) | {ip for ip in (net.router.clients_nic.ip, vs.vip,
+                                                                    net.router.clients_nic.ip6, vs.vip6) if ip}
+        frontend = net.scenario.networks["frontend"]
+        self.flows = RecordedFlows(self, selection, frontend.cidr, reserved, frontend.cidr6, vs.vip6 is not None,
+                                   vs.vip is not None)
         self._header = self.clients.header_for()
         self._router_mac, self._client_mac = net.router.clients_nic.mac, self.clients.nic.mac
         # Frames kept with wrong checksums are what a real SE drops: the SEs verify them then (only then:
@@ -145,7 +153,8 @@ class Replayer:
     def se_by_backend_ip(self, ip: bytes):
         se = self._ses_by_ip.get(ip)
         if se is None:  # SEs created by a scale out appear during the run
-            self._ses_by_ip = {node.backend.ip: node for node in self.net.service_engines()}
+            self._ses_by_ip = {ip: node for node in self.net.service_engines()
+                               for ip in (node.backend.ip, node.backend.ip6) if ip is not None}
             se = self._ses_by_ip.get(ip)
         return se
 
@@ -261,12 +270,15 @@ class Replayer:
                 self.skip(row, reason)
                 return
         raw, reason = decode(record.data)
-        if raw is None:
-            self.skip(row, reason)
+        if not raw:   # None (a reason), or nothing after the link layer
+            self.skip(row, reason or "malformed")
             return
         if raw[0] == 0x45 and raw[9] == 6 and len(raw) == (raw[2] << 8 | raw[3]) >= 40 and not raw[6] & 0x3F \
                 and not raw[7] and 20 <= (raw[32] >> 4) * 4 <= len(raw) - 20:
             packet = raw   # ipv4_packet's verdict on the common frame: a whole, unfragmented TCP segment
+        elif raw[0] >> 4 == 6:
+            self.v6.handle(loop, record, row, raw)   # the one branch on the version: IPv6 takes its own path
+            return
         else:
             packet, reason, row.filled = rin.ipv4_packet(raw, record.orig_len > len(record.data),
                                                          self.options.skip_truncated_frames)
@@ -294,7 +306,15 @@ class Replayer:
             self._feed(flow, key, packet, flags, from_client, row, rec)
 
     def _reassemble(self, packet: bytes, rec: int, row: Row, loop: int) -> tuple[bytes | None, tuple]:
-        outcome = self.reassembler.add(packet, rec, row, loop)
+        packet, parts = self.took_fragment(self.reassembler.add(packet, rec, row, loop), row)
+        if packet is not None and rin.transport_problem(packet) is not None:
+            self.skip(row, "malformed")
+            return None, ()
+        return packet, parts
+
+    def took_fragment(self, outcome, row: Row) -> tuple[bytes | None, tuple]:
+        """What the reassembler did with the fragment of ``row``: the whole datagram and its earlier parts,
+        or (None, ()) once the fragment's fate is accounted."""
         if outcome.status == "held":
             return None, ()
         if outcome.status in ("duplicate", "dropped"):
@@ -310,9 +330,6 @@ class Replayer:
         numbers = sorted(part.frame for part in outcome.tokens) + [row.frame]
         row.parts = len(numbers)
         row.note("reassembled from input frames " + ", ".join(map(str, numbers)))
-        if rin.transport_problem(outcome.packet) is not None:
-            self.skip(row, "malformed")
-            return None, ()
         return outcome.packet, outcome.tokens
 
     def _discard_fragments(self, rows, reason: str) -> None:
@@ -372,10 +389,16 @@ class Replayer:
         """A recorded flow the VS takes: a new replayed flow, its client ``client_ip:sport``."""
         self.flows_total += 1
         vs = self.net.vs
-        flow = ReplayFlow(self, self.flows_total, proto, client_ip, sport,
-                          f"{frames.ip_text(src)}:{sport}>{frames.ip_text(dst)}:{dport}", loop + 1)
+        recorded = f"{dual.endpoint(src, sport)}>{dual.endpoint(dst, dport)}"
+        if len(src) == 16:
+            flow = ReplayFlow6(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
+            flow.to_vip = ToVip6(src, sport, dst, dport, client_ip, sport, vs.vip6, vs.port, hop_decrement=0)
+            self.clients.serve6(client_ip)
+        else:
+            flow = ReplayFlow(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
+            flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, vs.vip, vs.port,
+                                            ttl_decrement=0)
         flow.rec_client, flow.rec_server = (src, sport), (dst, dport)
-        flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, vs.vip, vs.port, ttl_decrement=0)
         flow.first_frame = row.frame
         flow.send_client = self.clients.send
         old = self._flows_by_client.get((client_ip, sport, proto))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..clock import NS_PER_S, seconds
-from ..wire import frames
+from ..wire import dual, frames
 
 if TYPE_CHECKING:
     from .flow import ReplayFlow
@@ -36,7 +36,7 @@ def flow_row(flow: "ReplayFlow", outcome: str) -> list:
     """``flow``'s line in replay-flows.csv (``account.FLOW_COLUMNS``)."""
     def counts(side) -> str:
         return f"{side.read}/{side.sent}/{side.arrived}"
-    return [flow.number, flow.loop, flow.recorded, f"{frames.ip_text(flow.client_ip)}:{flow.client_port}",
+    return [flow.number, flow.loop, flow.recorded, dual.endpoint(flow.client_ip, flow.client_port),
             "tcp" if flow.proto == frames.PROTO_TCP else "udp", flow.se or "",
             flow.server.name if flow.server else "", outcome, flow.reset_reason or "",
             counts(flow.client), counts(flow.server_side), flow.first_frame, flow.last_frame]

@@ -82,7 +82,7 @@ def bad_checksum(data: bytes, ip: int = 14) -> str | None:
     one bignum modulo (see ``ones_complement_sum``): a correct checksum makes the
     one's-complement sum 0xFFFF, which is 0 modulo 0xFFFF.
     """
-    if len(data) < ip + 20:
+    if len(data) < ip + 20 or data[ip] >> 4 != 4:   # IPv6 checksums are not judged here
         return None
     ihl = (data[ip] & 0x0F) * 4
     total = (data[ip + 2] << 8) | data[ip + 3]

@@ -56,7 +56,8 @@ from .headers import (ACK, ETH_LEN, ETHERTYPE_IPV6, ETHERTYPE_IPV6_BYTES, EXT_DE
                       IPV6_HEADER, IPV6_HOP_LIMIT, IPV6_L4, IPV6_MORE_FRAGMENTS, IPV6_NEXT_HEADER, PROTO_ICMPV6,
                       PROTO_TCP, PROTO_UDP, RST, TCP_CHECKSUM, UDP_CHECKSUM, ZERO_MAC)
 
-__all__ = ["MAX_EXTENSION_HEADERS", "FlowView6", "NatRewrite6", "decrement_hop_limit", "fragment_fields",
+__all__ = ["MAX_EXTENSION_HEADERS", "FlowView6", "NatRewrite6", "bad_checksum6", "decrement_hop_limit",
+           "fragment_fields",
            "ip_view", "ipv6", "ipv6_bytes", "ipv6_frame", "ipv6_text", "is_multicast", "link_local", "mac_for_ipv6",
            "rewrite_ipv6_l4", "seq_ack_of", "tcp6_frame", "tcp6_reset_for", "udp6_frame", "window_of"]
 
@@ -223,6 +224,24 @@ def fragment_fields(frame: bytes, view: FlowView6) -> tuple[int, int, bool, int]
         return None
     following, field, ident = _FRAGMENT.unpack_from(frame, view.frag_at)
     return ident, field & IPV6_FRAGMENT_OFFSET_MASK, bool(field & IPV6_MORE_FRAGMENTS), following
+
+
+def bad_checksum6(frame: bytes, view: FlowView6) -> str | None:
+    """"tcp" or "udp" when the transport checksum of the parsed IPv6 ``frame`` is wrong, else None.
+
+    As ``checksum.bad_checksum`` for IPv4: one bignum modulo over the pseudo-header and the segment (RFC 1071;
+    an odd segment is summed as if padded with a zero byte).  A fragment or another protocol is not judged; a
+    zero UDP checksum never gets here (``FlowView6`` calls it malformed).
+    """
+    proto = view.proto
+    if view.fragment or proto not in (PROTO_TCP, PROTO_UDP):
+        return None
+    length = view.end - view.l4
+    value = int.from_bytes(frame[IPV6_ADDRESSES], "big") + length + proto + \
+        (int.from_bytes(frame[view.l4:view.end], "big") << (8 * (length & 1)))
+    if value % 0xFFFF:
+        return "tcp" if proto == PROTO_TCP else "udp"
+    return None
 
 
 def seq_ack_of(frame: bytes, view: FlowView | FlowView6) -> tuple[int, int]:
