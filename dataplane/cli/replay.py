@@ -225,6 +225,9 @@ def _repairs(replay: dict) -> list[str]:
             lines.append(f"{label}: " + ", ".join(f"{proto} {n}" for proto, n in counts.items() if n))
     if replay["snaplen_filled"]:
         lines.append(f"frames cut by the snap length, payload filled with zeros: {replay['snaplen_filled']}")
+    if replay["tcp_super_segments_cut"]:
+        lines.append(f"TCP super-segments (TSO/GRO) cut to the MTU as the sender's NIC would: "
+                     f"{replay['tcp_super_segments_cut']}")
     fragments = replay["fragments"]
     if fragments["datagrams_reassembled"]:
         lines.append(f"IPv4 datagrams reassembled: {fragments['datagrams_reassembled']} (entered whole "

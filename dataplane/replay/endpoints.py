@@ -28,11 +28,12 @@ from ..nodes.server import Server
 from ..wire import arp, dual, frames
 from ..wire.headers import ETH_LEN, ETHERTYPE_IPV4_BYTES, ETHERTYPE_IPV6_BYTES, IPV4_PROTO, PROTO_TCP, TCP_FLAGS, \
     ZERO_MAC
-from ..wire.ipv6 import NatRewrite6, link_local
+from ..wire.ipv6 import NatRewrite6, ip_view, link_local
 from .account import mark
 from .flow import ReplayFlow
 from .fragments import MTU, fragment
 from .input6 import tcp_flags6
+from .segments import segment_tcp
 
 
 class FlowDirectory(Protocol):
@@ -54,14 +55,33 @@ def note_for(row: Any) -> str:
     return f"{mark(row.frame, row.loop)}, {row.detail}" if row.detail else mark(row.frame, row.loop)
 
 
-def pieces_of(frame: bytes, row: Any) -> list[bytes]:
-    """The frames that carry ``frame`` into the network: fragments of a reassembled datagram over the MTU."""
+def pieces_of(frame: bytes, row: Any, from_client: bool) -> list[bytes]:
+    """The frames that carry ``frame`` into the network once it is over the MTU.
+
+    A datagram replay reassembled goes as fragments again; a recorded TCP super-segment
+    (TSO/GRO: the NIC cut or glued it on the other side of the capture point) as the
+    MTU-sized segments it was on the wire; anything else as recorded.
+    """
     if len(frame) - ETH_LEN <= MTU:
         row.note("entered whole")
         return [frame]
+    if not row.parts:
+        view = ip_view(frame)
+        cut = segment_tcp(frame[ETH_LEN:], view.l4 - ETH_LEN, MTU) if view.proto == PROTO_TCP else None
+        if cut is None:
+            return [frame]
+        row.note(f"a {len(frame) - ETH_LEN}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} "
+                 f"segments a NIC cuts it into for the {MTU}-byte MTU")
+        side = row.flow.client if from_client else row.flow.server_side
+        side.extra_pieces += len(cut) - 1
+        return [frame[:ETH_LEN] + piece for piece in cut]
     pieces = [frame[:ETH_LEN] + piece for piece in fragment(frame[ETH_LEN:], MTU)]
     row.note(f"entered as {len(pieces)} fragments (over the {MTU}-byte MTU)")
     return pieces
+
+
+#: A frame longer than this is cut before it enters the network (``pieces_of``).
+WHOLE_MAX = ETH_LEN + MTU
 
 
 class ReplayClients(Host):
@@ -126,7 +146,7 @@ class ReplayClients(Host):
             self.nic.send(frame, self.name)
             self.directory.sending(row, 1)
             return
-        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        pieces = pieces_of(frame, row, True) if row.parts or len(frame) > WHOLE_MAX else (frame,)
         note = note_for(row)
         for piece in pieces:
             key = piece[ETH_LEN:]
@@ -211,7 +231,7 @@ class ReplayServer(Server):
             flow.server_side.sent_reset = True
         # The next hop's MAC written now saves send_ip a copy of the frame.
         frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
-        pieces = pieces_of(frame, row) if row.parts else (frame,)
+        pieces = pieces_of(frame, row, False) if row.parts or len(frame) > WHOLE_MAX else (frame,)
         note = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
         comment = f"{self.name} {note} (flow {flow.number}) {self.endpoint}>{flow.peer_text}"
         self.directory.sending(row, len(pieces))

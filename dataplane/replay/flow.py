@@ -49,6 +49,9 @@ class SideState:
     read: int = 0
     sent: int = 0
     arrived: int = 0
+    #: Segments still to arrive of the TCP super-segments this side sent cut (``segments``): each
+    #: recorded packet counts as one arrival, so all but its last segment are not counted.
+    extra_pieces: int = 0
     #: This side sent a recorded RST: a reset arriving at the other end is the recording's, not the network's.
     sent_reset: bool = False
 
@@ -191,6 +194,9 @@ class ReplayFlow:
         if flags & RST and not self.client.sent_reset:
             self.reset("reset toward the server by the emulated network")
             return
+        if self.client.extra_pieces:
+            self.client.extra_pieces -= 1
+            return
         self.client.arrived += 1
         if self.server_side.queue:
             self.pump_server()
@@ -199,6 +205,9 @@ class ReplayFlow:
     def arrived_at_client(self, flags: int) -> None:
         if flags & RST and not self.server_side.sent_reset:
             self.reset("reset toward the client by the emulated network")
+            return
+        if self.server_side.extra_pieces:
+            self.server_side.extra_pieces -= 1
             return
         self.server_side.arrived += 1
         if self.client.queue:

@@ -100,7 +100,7 @@ class Replayer:
         self.checksums_fixed = dict.fromkeys(repair.CHECKSUM_AT, 0)
         self.checksums_kept = dict.fromkeys(repair.CHECKSUM_AT, 0)
         self.snaplen_filled = 0
-        self.entered: Counter[str] = Counter()   # reassembled datagrams: "whole" or "as_fragments"
+        self.entered: Counter[str] = Counter()  # reassembled: whole/as_fragments; tcp_super_segments cut
         # Flow accounting (totals only once a flow has settled: memory stays flat).
         self.flows_total = 0
         self.outcomes: Counter[str] = Counter()
@@ -169,6 +169,8 @@ class Replayer:
         row.flow.unseen += 1
         if row.parts:
             self.entered["whole" if frames_sent == 1 else "as_fragments"] += 1
+        elif frames_sent > 1:
+            self.entered["tcp_super_segments"] += 1
 
     def untold(self, row: Row, why: str) -> None:
         self.account.settle(row, "replayed", "", why)

@@ -69,6 +69,7 @@ def summary(replay: "Replayer") -> dict:
         "checksums_fixed": replay.checksums_fixed,
         "checksums_kept": replay.checksums_kept,
         "snaplen_filled": replay.snaplen_filled,
+        "tcp_super_segments_cut": replay.entered["tcp_super_segments"],
         "fragments": {"datagrams_reassembled": replay.reassembler.reassembled,
                       "entered_whole": replay.entered["whole"],
                       "entered_as_fragments": replay.entered["as_fragments"]},
