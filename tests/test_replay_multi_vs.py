@@ -19,7 +19,7 @@ from dataplane import cli
 from dataplane import scenario as scenario_mod
 from dataplane.replay import ReplayOptions, run_replay, synth
 from dataplane.replay.input import SKIP_REASONS
-from dataplane.replay.options import parse_vs_map
+from dataplane.replay.options import parse_port_map, parse_vs_map
 
 T0 = 1_700_000_000 * 10**9
 CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -262,6 +262,14 @@ def test_bad_map_and_port_map_are_one_line_and_exit_2(tmp_path, capsys, args, ne
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dataplane: ") and needle in err, err
     assert not out.exists()
+
+
+def test_port_map_to_may_be_left_out_only_when_the_scenario_listens_on_one_port():
+    assert parse_port_map("8000", [(80, 80)]) == (8000, 80)
+    assert parse_port_map("8000:443", [(80, 80), (443, 443)]) == (8000, 443)
+    assert parse_port_map("8000:1005", [(1000, 1010)]) == (8000, 1005)      # a port inside a range
+    with pytest.raises(ValueError, match="needs a TO port: the virtual services listen on 1000-1010"):
+        parse_port_map("8000", [(1000, 1010)])
 
 
 def test_ipv6_map_entries_are_read_with_or_without_brackets():

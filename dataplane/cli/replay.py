@@ -35,9 +35,9 @@ def register(commands) -> None:
         return f"{low:g} to {high:g}"
 
     p = commands.add_parser("replay", help="replay a recorded capture (pcap/pcapng) through a scenario",
-                            description="Replay the VS's flows of a recorded capture through a scenario's "
-                                        "network: client packets enter behind the router with the server "
-                                        "address mapped to the VIP, server packets leave the pool server the "
+                            description="Replay the virtual services' flows of a recorded capture through a "
+                                        "scenario's network: client packets enter behind the router with the "
+                                        "server address mapped to their VS's VIP, server packets leave the pool server the "
                                         "SE chose, both in recorded order and timing.  Writes capture.pcapng, "
                                         "events.jsonl, summary.json and the per-frame account replay.csv "
                                         "(replay-flows.csv per flow).")
