@@ -4,6 +4,7 @@ headers, fragments, offloaded checksums, snap-length cuts, and what is still ski
 from __future__ import annotations
 
 import csv
+import types
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from conftest import fields, scenario_dict
 from dataplane import scenario as scenario_mod
 from dataplane.replay import synth
 from dataplane.replay.fragments import Reassembler, fragment
-from dataplane.replay.input import SKIP_REASONS, Selection
+from dataplane.replay.input import SKIP_REASONS
 from dataplane.replay.input6 import ipv6_packet, transport6
 from dataplane.replay.repair import check_checksums
 from dataplane.replay.recorded_flows import RecordedFlows
+from dataplane.replay.services import Services
 from dataplane.replay.options import parse_match
 from dataplane.testing import check
 from dataplane.wire import capture_reader
@@ -355,8 +357,7 @@ def test_icmpv6_routing_headers_and_a_vs_without_vip6_are_skipped_with_their_rea
 
 
 def test_a_flow_of_the_family_the_vs_has_no_vip_for_is_skipped_with_its_reason():
-    # A VS with only a vip6 does not start yet (the control plane names its IPv4 VIP), so this is the flow
-    # table alone.
+    # The flow table alone (tests/test_replay_multi_vs.py replays against an IPv6-only VS end to end).
     skipped = []
 
     class Owner:
@@ -364,8 +365,10 @@ def test_a_flow_of_the_family_the_vs_has_no_vip_for_is_skipped_with_its_reason()
             skipped.append(reason)
 
     import netaddr
-    flows = RecordedFlows(Owner(), Selection(6, 80), netaddr.IPNetwork("10.10.0.0/24"), set(),
-                          netaddr.IPNetwork("2001:db8:10::/64"), has_vip6=True, has_vip=False)
+    vs = types.SimpleNamespace(name="vs6", vip=None, vip6=bytes(15) + b"\x01", proto=6, port=80,
+                               listens=bytearray(80) + b"\x01" + bytearray(65455))
+    flows = RecordedFlows(Owner(), Services([vs]), netaddr.IPNetwork("10.10.0.0/24"), set(),
+                          netaddr.IPNetwork("2001:db8:10::/64"))
     v4 = bytes((203, 0, 113, 9)), bytes((192, 0, 2, 80))
     assert flows.find(6, v4[0], 42000, v4[1], 80, SYN, 0, 0, "row") is None
     assert skipped == ["ipv4_no_vip"] and "ipv4_no_vip" in SKIP_REASONS

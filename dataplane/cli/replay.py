@@ -35,9 +35,9 @@ def register(commands) -> None:
         return f"{low:g} to {high:g}"
 
     p = commands.add_parser("replay", help="replay a recorded capture (pcap/pcapng) through a scenario",
-                            description="Replay the VS's flows of a recorded capture through a scenario's "
-                                        "network: client packets enter behind the router with the server "
-                                        "address mapped to the VIP, server packets leave the pool server the "
+                            description="Replay the virtual services' flows of a recorded capture through a "
+                                        "scenario's network: client packets enter behind the router with the "
+                                        "server address mapped to their VS's VIP, server packets leave the pool server the "
                                         "SE chose, both in recorded order and timing.  Writes capture.pcapng, "
                                         "events.jsonl, summary.json and the per-frame account replay.csv "
                                         "(replay-flows.csv per flow).")
@@ -47,9 +47,14 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: out/replay-<capture name>)")
     p.add_argument("--match", action="append", default=[], metavar="client=ADDR[/LEN][:PORT],server=...",
                    help="replay the flows matching client and/or server address and port (repeatable, ORed); "
-                        "default: flows whose server port is the VS port")
+                        "default: flows whose server port is a port a virtual service listens on")
     p.add_argument("--port-map", action="append", default=[], metavar="FROM[:TO]",
-                   help="also replay flows to server port FROM, mapped to the VS port (repeatable)")
+                   help="also replay flows to server port FROM, as flows to port TO, a port a virtual service "
+                        "listens on (repeatable; TO may be left out when the scenario listens on one port only)")
+    p.add_argument("--map", action="append", default=[], metavar="SERVER_IP=VS_NAME", dest="vs_map",
+                   help="replay the selected flows to the recorded server address SERVER_IP on virtual service "
+                        "VS_NAME (repeatable); default: the one VS of the flow's protocol and IP family that "
+                        "listens on its server port")
     p.add_argument("--interface", default=None, metavar="N|NAME",
                    help="replay only this pcapng interface (id or name); default: every interface of a "
                         "link type replay decodes")
@@ -86,7 +91,7 @@ def register(commands) -> None:
     p.set_defaults(handler=cmd_replay)
 
 
-def _options(args, vs_port: int):
+def _options(args, scenario):
     from ..replay import options as ropts
 
     try:
@@ -94,11 +99,13 @@ def _options(args, vs_port: int):
                    (("speed", args.speed), ("pps", args.pps), ("mbps", args.mbps), ("loop", args.loop),
                     ("limit", args.limit)) if value is not None}
         matches = tuple(ropts.parse_match(text) for text in args.match)
-        port_map = tuple(ropts.parse_port_map(text, vs_port) for text in args.port_map)
+        ranges = [ports for vs in scenario.virtual_services for ports in vs.ports]
+        port_map = tuple(ropts.parse_port_map(text, ranges) for text in args.port_map)
+        vs_map = ropts.parse_vs_map(args.vs_map, [vs.name for vs in scenario.virtual_services])
         interface = None if args.interface is None else ropts.parse_interface(args.interface)
         return ropts.ReplayOptions(topspeed=args.topspeed, allow_truncated=args.allow_truncated,
                                    keep_checksums=args.keep_checksums,
-                                   skip_truncated_frames=args.skip_truncated_frames, port_map=port_map,
+                                   skip_truncated_frames=args.skip_truncated_frames, port_map=port_map, vs_map=vs_map,
                                    matches=matches, interface=interface, timeline_from=args.timeline_from,
                                    **numbers)
     except ValueError as error:
@@ -114,7 +121,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         scenario = scenario_mod.load(args.scenario)
     except scenario_mod.ScenarioError as error:
         raise UsageError(str(error)) from None
-    options = _options(args, scenario.virtual_service.port)
+    options = _options(args, scenario)
     if not args.capture.exists():
         raise UsageError(f"{args.capture}: no such capture file")
     try:
@@ -130,6 +137,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 bar = stack.enter_context(_progress_bar(args.capture, options.loop))
                 on_progress = _updater(bar, args.capture)
             summary = run_replay(scenario, args.capture, out, options, on_progress=on_progress)
+    except scenario_mod.ScenarioError as error:  # what only building the network finds (two IPv6 hosts, one MAC)
+        raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"{out}: cannot write output: {error.strerror or error}") from None
     print(format_replay(summary))
@@ -192,6 +201,9 @@ def format_replay(summary: dict) -> str:
                 if replay["reassembled_fragments"] else ""),
              f"replayed flows: {flows['total']} total, {flows['completed']} completed, "
              f"{flows['open_at_end']} open at end of capture, {flows['reset']} reset, {flows['stalled']} stalled"]
+    by_vs = replay.get("flows_by_vs", {})
+    if len(by_vs) > 1:
+        lines.append("replayed flows by virtual service: " + ", ".join(f"{name} {n}" for name, n in by_vs.items()))
     for fallback in replay.get("profile_fallbacks", ()):
         lines.append(f"network profile: {fallback['vs']}'s {fallback['asked']} replayed as {fallback['replayed_as']}: "
                      f"{fallback['why']}")

@@ -7,7 +7,8 @@ output frame N of capture.pcapng, ``skipped`` with a reason,
 ``reassembled`` into a later frame's datagram, ``not_sent`` because its
 flow was reset or stalled first, or ``lost``: sent but never seen on a
 captured segment), what was repaired on the way (checksums, snap-length
-cuts), its flow and the SE that owned the flow.  ``replay-flows.csv``
+cuts), its flow, the SE that owned the flow and the virtual service it
+was replayed to (``vs``, last: the columns before it keep their order).  ``replay-flows.csv``
 has one row per replayed flow with its outcome (``FLOW_COLUMNS``).
 
 The output frame number is Wireshark's: the count of frames written to
@@ -34,9 +35,9 @@ from typing import Any, Callable, Iterable
 
 #: Times are integer nanoseconds: exact, and a tenth of the cost of decimal seconds to write per frame.
 FRAME_COLUMNS = ("loop", "frame", "time_ns", "action", "output_frame", "output_time_ns", "reason", "detail",
-                 "flow", "se")
+                 "flow", "se", "vs")
 FLOW_COLUMNS = ("flow", "loop", "recorded", "client", "protocol", "se", "server", "outcome", "reason",
-                "client_packets", "server_packets", "first_frame", "last_frame")
+                "client_packets", "server_packets", "first_frame", "last_frame", "vs")
 ACTIONS = ("replayed", "skipped", "reassembled", "not_sent", "lost")
 MAX_WAITING = 65536
 _MARK = re.compile(r"recorded frame (\d+)(?: of loop (\d+))?")
@@ -80,7 +81,7 @@ class Row:
         """The row as a line of replay.csv (only ``detail`` can hold a comma: ``_csv_field`` quotes it)."""
         flow = self.flow
         output_time = self.output_time
-        flow_cells = ",," if flow is None else f",{flow.number},{flow.se or ''}"
+        flow_cells = ",,," if flow is None else f",{flow.number},{flow.se or ''},{flow.vs}"
         return (f"{self.loop},{self.frame},{self.time},{self.action},{self.output or ''},"
                 f"{'' if output_time is None else output_time},{self.reason},"
                 f"{_csv_field(self.detail) if self.detail else ''}{flow_cells}\n")

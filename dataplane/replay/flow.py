@@ -103,7 +103,7 @@ class ReplayFlow:
     __slots__ = ("replay", "number", "proto", "client_ip", "client_port", "recorded", "client", "server_side",
                  "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
                  "last_input", "unsent", "rec_client", "rec_server", "loop", "to_vip", "to_peer", "peer_text",
-                 "unseen", "accounted", "first_frame", "last_frame", "send_client")
+                 "unseen", "accounted", "first_frame", "last_frame", "send_client", "vs")
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
                  recorded: str, loop: int = 1):
@@ -134,6 +134,7 @@ class ReplayFlow:
         self.unseen = 0                   # frames sent but not yet seen on a captured segment (account)
         self.accounted = False            # its account row is written: no more SE to wait for
         self.first_frame = self.last_frame = 0
+        self.vs = ""                      # the name of the virtual service that takes it (set by the replayer)
         #: Puts a client frame on the access link: the clients node's send, bound once (the replayer's
         #: ``send_from_client`` by default).
         self.send_client: Any = replay.send_from_client
@@ -264,7 +265,7 @@ class ReplayFlow:
         report = {"flow": self.number, "recorded": self.recorded,
                   "client": dual.endpoint(self.client_ip, self.client_port),
                   "protocol": "tcp" if self.proto == frames.PROTO_TCP else "udp",
-                  "se": self.se, "server": self.server.name if self.server else None,
+                  "vs": self.vs, "se": self.se, "server": self.server.name if self.server else None,
                   "outcome": self.final_outcome(),
                   "client_packets": _counts(self.client), "server_packets": _counts(self.server_side)}
         if self.reset_reason:

@@ -1,5 +1,5 @@
 """
-Replay input: link-layer decoding, the IPv4 packet inside a frame, and which flows belong to the VS.
+Replay input: link-layer decoding, the IPv4 packet inside a frame, and the skip reasons.
 
 This module owns the questions replay asks of every recorded frame before
 any emulation happens:
@@ -14,11 +14,9 @@ any emulation happens:
    length, or, for a frame cut by the capture's snap length, fills the
    missing payload with zeros (the headers must be whole).  Reasons are
    the keys of ``summary.json``'s ``skipped`` (``SKIP_REASONS``).
-2. *Is this flow the VS's?*  ``Selection`` decides from the flow's opener
-   (tcpprep's automatic client/server split: the sender of the first SYN, or
-   of the first UDP datagram, is the client) whether the flow goes to the
-   VS: by default the server port is the VS port; ``--port-map`` adds other
-   server ports; ``--match`` selects by client/server address and port.
+2. *Can its client sit behind the router?*  ``client_address_problem``.
+   Which flows are replayed, and by which virtual service, is ``services``'
+   question, asked once per flow.
 
 It also holds the up-front check that refuses, in one line, a file that is
 not a capture, has no interface replay can decode, or lacks the interface
@@ -30,7 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import netaddr
@@ -40,7 +38,8 @@ from ..wire import frames
 from ..wire.headers import IPV4_PROTO
 from .fragments import FRAGMENT_REASONS
 from .input6 import IPV6_REASONS
-from .options import Endpoint, ReplayError
+from .options import ReplayError
+from .services import SERVICE_REASONS
 
 _U16 = struct.Struct("!H")
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
@@ -59,7 +58,8 @@ SKIP_REASONS = {
     "other_interface": "on another interface than --interface",
     **FRAGMENT_REASONS,
     "not_vs_protocol": "TCP/UDP flow of the protocol the VS does not serve",
-    "not_selected": "flow not for the VS (server port / --match)",
+    "not_selected": "flow not for a virtual service (server port / --port-map / --match)",
+    **SERVICE_REASONS,
     "ipv4_no_vip": "IPv4 flow, but the virtual service has no IPv4 vip (only a vip6)",
     "mid_flow": "TCP flow seen mid-way (its SYN is not in the capture)",
     "client_address_unusable": "client address that cannot sit behind the router",
@@ -249,33 +249,6 @@ class InterfaceChoice:
         if self.wanted is not None and not self.takes(record.interface, record.interface_name):
             return "other_interface"
         return None if record.linktype in DECODERS else "unsupported_link_type"
-
-
-# -- which flows are the VS's --------------------------------------------------
-
-@dataclass
-class Selection:
-    vs_proto: int
-    vs_port: int
-    server_ports: set[int] = field(default_factory=set)
-    matches: list[tuple[Endpoint | None, Endpoint | None]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.server_ports.add(self.vs_port)
-
-    def could_be_server_port(self, port: int) -> bool:
-        return bool(self.matches) or port in self.server_ports
-
-    def verdict(self, proto: int, client: bytes, cport: int, server: bytes, sport: int) -> str | None:
-        """None when the flow opened by ``client`` toward ``server`` is replayed, else the skip reason."""
-        if self.matches:
-            chosen = any((c is None or c.matches(client, cport)) and (s is None or s.matches(server, sport))
-                         for c, s in self.matches)
-        else:
-            chosen = sport in self.server_ports
-        if not chosen:
-            return "not_selected"
-        return None if proto == self.vs_proto else "not_vs_protocol"
 
 
 def client_address_problem(ip: bytes, frontend: netaddr.IPNetwork, reserved: set[bytes]) -> bool:

@@ -3,7 +3,7 @@ Replay options: what a user may ask of a replay, each value checked against a do
 
 This module owns ``ReplayOptions`` and the parsing of every option's text:
 numbers (``--speed``, ``--pps``, ``--mbps``, ``--loop``, ``--limit``),
-``--match`` and ``--port-map`` specs, and ``--interface``.  Numbers are
+``--match``, ``--port-map`` and ``--map`` specs, and ``--interface``.  Numbers are
 read from ASCII digits only (Python's ``int()`` and ``float()`` would take
 "١٢" as 12, "1_000" as 1000 and "nan" or "inf" as numbers), and each has a
 range (``RANGES``, printed in the README) so that no value can make a run
@@ -13,6 +13,7 @@ one line the command prints.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
@@ -55,8 +56,11 @@ class ReplayOptions:
     keep_checksums: bool = False
     #: Skip frames cut by the capture's snap length instead of filling their missing bytes with zeros.
     skip_truncated_frames: bool = False
-    port_map: tuple[int, ...] = ()
+    #: ``--port-map``: (FROM, TO) pairs; a bare FROM (an int) has no TO (``services`` says where it goes).
+    port_map: tuple = ()
     matches: tuple = ()
+    #: ``--map``: (recorded server address as bytes, virtual service name) pairs.
+    vs_map: tuple[tuple[bytes, str], ...] = ()
     #: Replay only this pcapng interface (its number or name); None: every interface of a supported link type.
     interface: str | None = None
     #: "first-packet": [[events]] ``at`` counts from the first replayed packet; "start": from virtual time 0.
@@ -180,11 +184,52 @@ def parse_match(text: str) -> tuple[Endpoint | None, Endpoint | None]:
     return client, server
 
 
-def parse_port_map(text: str, vs_port: int) -> int:
-    """``FROM[:TO]`` -> FROM; TO, when given, must be the VS port (the only port the VS listens on)."""
+def port_list(ranges) -> str:
+    """Ports and ranges as a person writes them: "80, 443, 8000-8099"."""
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+def parse_port_map(text: str, ranges) -> tuple[int, int]:
+    """``FROM[:TO]`` -> (FROM, TO).  ``ranges``: every (low, high) port range the scenario's virtual services
+    listen on.  TO must be one of them; it may be left out only when they listen on a single port."""
     source, _, target = text.partition(":")
     what = "--port-map"
     port = _port(source, what, text)
-    if target and _port(target, what, text) != vs_port:
-        raise ValueError(f"--port-map: '{text}' maps to port {target}, but the VS listens on {vs_port}")
-    return port
+    ranges = sorted(set(ranges))
+    listened = port_list(ranges)
+    if not target:
+        if len(ranges) != 1 or ranges[0][0] != ranges[0][1]:
+            raise ValueError(f"--port-map: '{_shown(text)}' needs a TO port: the virtual services listen on "
+                             f"{listened} (write {port}:PORT)")
+        return port, ranges[0][0]
+    to = _port(target, what, text)
+    if not any(low <= to <= high for low, high in ranges):
+        who = "the VS listens" if len(ranges) == 1 else "the virtual services listen"
+        raise ValueError(f"--port-map: '{_shown(text)}' maps to port {to}, but {who} on {listened}")
+    return port, to
+
+
+def parse_vs_map(texts, names) -> tuple[tuple[bytes, str], ...]:
+    """``--map SERVER_IP=VS_NAME`` (repeatable) -> ((address bytes, name), ...): an IPv4 or IPv6 address (IPv6
+    with or without brackets), a virtual service of the scenario (``names``), each address at most once."""
+    mapped: dict[bytes, str] = {}
+    for text in texts:
+        address, sep, name = text.partition("=")
+        if not sep or not address or not name:
+            raise ValueError(f"--map: expected SERVER_IP=VS_NAME, got '{_shown(text)}'")
+        bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+        try:
+            if not bare.isascii() or "/" in bare or "%" in bare:
+                raise ValueError
+            ip = ipaddress.ip_address(bare).packed
+        except ValueError:
+            raise ValueError(f"--map: bad address '{_shown(address)}' in '{_shown(text)}' "
+                             "(want an IPv4 or IPv6 server address)") from None
+        if name not in names:
+            raise ValueError(f"--map: no virtual service '{_shown(name)}' in the scenario "
+                             f"(it has {', '.join(names)})")
+        if ip in mapped:
+            raise ValueError(f"--map: {ipaddress.ip_address(ip)} is mapped twice (to {mapped[ip]} and to "
+                             f"{_shown(name)}): give each server address once")
+        mapped[ip] = name
+    return tuple(mapped.items())

@@ -4,12 +4,13 @@ The recorded flows of a capture while their input lasts: who opened each, which 
 ``RecordedFlows`` splits every recorded packet into a flow (by its
 4-tuple and protocol, per replay loop) and a side the way tcpprep's
 automatic modes do: the sender of the first SYN, or of the first UDP
-datagram, is the client.  A new flow is replayed if the VS's selection
-takes it (``input.Selection``) and its client address can sit behind the
-router; otherwise it is remembered as a ``SkippedFlow`` so its later
-packets are counted under the same reason.  IPv6 flows (``lookup6``) follow
-the same rules, with ``ipv6_no_vip6`` for a flow the VS would take if it
-had a ``vip6`` (and ``ipv4_no_vip`` for an IPv4 flow to an IPv6-only VS).
+datagram, is the client.  A new flow is replayed if a virtual service takes
+it (``services.Services.assign``, once per flow: its VS, VIP and port) and
+its client address can sit behind the router; otherwise it is remembered as
+a ``SkippedFlow`` so its later packets are counted under the same reason.
+IPv6 flows (``lookup6``) follow the same rules, with ``ipv6_no_vip6`` for a
+flow a VS would take if it had a ``vip6`` (and ``ipv4_no_vip`` for an IPv4
+flow to an IPv6-only VS).
 
 It keeps a flow only while its input lasts: a flow leaves the tables when
 it closes in the recording (both FINs acknowledged, at once; both FINs or a
@@ -31,8 +32,9 @@ from ..wire import frames
 from ..wire.frames import ACK, FIN, RST, SYN
 from ..wire.headers import IPV4_DST, IPV4_PROTO, IPV4_SRC, TCP_FLAGS, TCP_SEQ
 from .flow import ReplayFlow, SkippedFlow
-from .input import Selection, client_address_problem
+from .input import client_address_problem
 from .input6 import client_address_problem6, transport6
+from .services import Services, Target
 
 IDLE_TIMEOUT = 300 * NS_PER_S         # recorded time without a packet before an open flow is forgotten
 CLOSE_LINGER = 2 * NS_PER_S           # recorded time a closed flow keeps collecting its last ACKs
@@ -47,7 +49,7 @@ class FlowOwner(Protocol):
     def skip(self, row: Any, reason: str) -> None: ...
 
     def open_flow(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, client_ip: bytes,
-                  loop: int, row: Any) -> ReplayFlow: ...
+                  loop: int, row: Any, target: Target) -> ReplayFlow: ...
 
     def input_finished(self, flow: ReplayFlow) -> None: ...
 
@@ -55,14 +57,12 @@ class FlowOwner(Protocol):
 class RecordedFlows:
     """Recorded flows by 4-tuple: replayed (``ReplayFlow``) or skipped (``SkippedFlow``)."""
 
-    def __init__(self, owner: FlowOwner, selection: Selection, frontend: netaddr.IPNetwork, reserved: set[bytes],
-                 frontend6: netaddr.IPNetwork | None = None, has_vip6: bool = False, has_vip: bool = True):
+    def __init__(self, owner: FlowOwner, services: Services, frontend: netaddr.IPNetwork, reserved: set[bytes],
+                 frontend6: netaddr.IPNetwork | None = None):
         self.owner = owner
-        self.selection = selection
+        self.services = services
         self.frontend = frontend
         self.frontend6 = frontend6
-        self.has_vip6 = has_vip6
-        self.has_vip = has_vip
         self.reserved = reserved
         self.open: OrderedDict = OrderedDict()     # key -> ReplayFlow or SkippedFlow, least recent first
         self.closing: OrderedDict = OrderedDict()  # key -> ReplayFlow closed in the recording
@@ -117,14 +117,14 @@ class RecordedFlows:
         return entry, src == entry.rec_client[0] and sport == entry.rec_client[1], flags, key
 
     def _classify(self, key, proto, flags, src, sport, dst, dport, loop, rec, row) -> ReplayFlow | None:
-        sel = self.selection
+        services = self.services
+        target = None
         if proto == frames.PROTO_TCP and flags & (SYN | ACK | RST) != SYN:
-            reason = "mid_flow" if sel.could_be_server_port(dport) or sel.could_be_server_port(sport) \
+            reason = "mid_flow" if services.could_be_server_port(dport) or services.could_be_server_port(sport) \
                 else "not_selected"
         else:
-            reason = sel.verdict(proto, src, sport, dst, dport)
-        if reason is None and not (self.has_vip6 if len(src) == 16 else self.has_vip):
-            reason = "ipv6_no_vip6" if len(src) == 16 else "ipv4_no_vip"
+            target = services.assign(proto, src, sport, dst, dport)
+            reason = target if isinstance(target, str) else None
         client_ip = self._client_address(src, loop) if reason is None else None
         if reason is None and client_ip is None:
             reason = "client_address_unusable"
@@ -134,7 +134,7 @@ class RecordedFlows:
             if len(self.open) > MAX_IGNORED:
                 self._evict_one()
             return None
-        flow = self.owner.open_flow(proto, src, sport, dst, dport, client_ip, loop, row)
+        flow = self.owner.open_flow(proto, src, sport, dst, dport, client_ip, loop, row, target)
         self.open[key] = flow
         return flow
 

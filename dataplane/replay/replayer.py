@@ -12,7 +12,8 @@ same steps, each of which may skip it with a reason:
    snap-length cut filled with zeros (an IPv6 packet branches off here, once,
    to ``input6``, which takes it through the same steps);
 2. IP fragments reassembled (``fragments``);
-3. its flow and side (``recorded_flows``);
+3. its flow and side (``recorded_flows``), and, once per flow, its virtual
+   service and port (``services``);
 4. checksums verified and fixed (``repair``) unless ``--keep-checksums``;
 5. handed to its flow's end (``flow``, ``endpoints``).
 
@@ -49,6 +50,7 @@ from .fragments import Reassembler
 from .input6 import Input6, ToVip6
 from .options import MAX_VIRTUAL_SECONDS, ReplayOptions
 from .recorded_flows import RecordedFlows
+from .services import Services, Target
 from .timing import Pacer
 
 STALL_TIMEOUT = 5 * NS_PER_S          # virtual time without progress before live flows count as stalled
@@ -103,6 +105,7 @@ class Replayer:
         self.entered: Counter[str] = Counter()  # reassembled: whole/as_fragments; tcp_super_segments cut
         # Flow accounting (totals only once a flow has settled: memory stays flat).
         self.flows_total = 0
+        self.flows_by_vs: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.packets: Counter[str] = Counter()
         self.flow_details: list[dict] = []
@@ -133,13 +136,11 @@ class Replayer:
             raise TypeError("replay needs a network built with Replayer.hooks()")
         self.net = net
         self.sim = net.sim
-        vs = net.vs
-        selection = rin.Selection(vs.proto, vs.port, set(self.options.port_map), list(self.options.matches))
-        reserved = set(net.router.client_gateways) | {ip for ip in (net.router.clients_nic.ip, vs.vip,
-                                                                    net.router.clients_nic.ip6, vs.vip6) if ip}
+        self.services = Services(net.services, self.options.port_map, self.options.matches, self.options.vs_map)
+        nic = net.router.clients_nic
+        reserved = set(net.router.client_gateways) | {ip for ip in (nic.ip, nic.ip6) if ip} | self.services.vips
         frontend = net.scenario.networks["frontend"]
-        self.flows = RecordedFlows(self, selection, frontend.cidr, reserved, frontend.cidr6, vs.vip6 is not None,
-                                   vs.vip is not None)
+        self.flows = RecordedFlows(self, self.services, frontend.cidr, reserved, frontend.cidr6)
         self._header = self.clients.header_for()
         self._router_mac, self._client_mac = net.router.clients_nic.mac, self.clients.nic.mac
         # Frames kept with wrong checksums are what a real SE drops: the SEs verify them then (only then:
@@ -387,19 +388,20 @@ class Replayer:
         return packet if keep else repair.fix_checksums(packet, wrong)
 
     def open_flow(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, client_ip: bytes, loop: int,
-                  row: Row) -> ReplayFlow:
-        """A recorded flow the VS takes: a new replayed flow, its client ``client_ip:sport``."""
+                  row: Row, target: Target) -> ReplayFlow:
+        """A recorded flow ``target.vs`` takes: a new replayed flow, its client ``client_ip:sport``."""
         self.flows_total += 1
-        vs = self.net.vs
         recorded = f"{dual.endpoint(src, sport)}>{dual.endpoint(dst, dport)}"
         if len(src) == 16:
             flow = ReplayFlow6(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
-            flow.to_vip = ToVip6(src, sport, dst, dport, client_ip, sport, vs.vip6, vs.port, hop_decrement=0)
+            flow.to_vip = ToVip6(src, sport, dst, dport, client_ip, sport, target.vip, target.port, hop_decrement=0)
             self.clients.serve6(client_ip)
         else:
             flow = ReplayFlow(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
-            flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, vs.vip, vs.port,
+            flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, target.vip, target.port,
                                             ttl_decrement=0)
+        flow.vs = target.vs.name
+        self.flows_by_vs[flow.vs] += 1
         flow.rec_client, flow.rec_server = (src, sport), (dst, dport)
         flow.first_frame = row.frame
         flow.send_client = self.clients.send

@@ -3,7 +3,8 @@ What a replay reports: summary.json's ``replay`` section and each flow's row in 
 
 summary.json keeps the network's own accounting (``Network.summary``) and
 adds, under ``replay``, what happened to the input: frames read, replayed,
-skipped by reason and reassembled; the repairs (checksums fixed or kept by
+skipped by reason and reassembled; the flows replayed per virtual service
+(``flows_by_vs``); the repairs (checksums fixed or kept by
 protocol, snap-length cuts filled, fragments); flows by outcome; when the
 timeline started and which ``[[events]]`` fell after the last replayed
 packet.  The account files hold the same per frame and per flow.
@@ -39,7 +40,7 @@ def flow_row(flow: "ReplayFlow", outcome: str) -> list:
     return [flow.number, flow.loop, flow.recorded, dual.endpoint(flow.client_ip, flow.client_port),
             "tcp" if flow.proto == frames.PROTO_TCP else "udp", flow.se or "",
             flow.server.name if flow.server else "", outcome, flow.reset_reason or "",
-            counts(flow.client), counts(flow.server_side), flow.first_frame, flow.last_frame]
+            counts(flow.client), counts(flow.server_side), flow.first_frame, flow.last_frame, flow.vs]
 
 
 def summary(replay: "Replayer") -> dict:
@@ -74,6 +75,7 @@ def summary(replay: "Replayer") -> dict:
                       "entered_whole": replay.entered["whole"],
                       "entered_as_fragments": replay.entered["as_fragments"]},
         "flows": {"total": replay.flows_total, **{k: outcomes[k] for k in OUTCOMES}},
+        "flows_by_vs": replay.services.counts(replay.flows_by_vs),
         "packets": dict(sorted(replay.packets.items())),
         "account": dict(replay.account.actions),
         "timeline": _timeline(replay),
