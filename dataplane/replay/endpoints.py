@@ -80,6 +80,13 @@ def pieces_of(frame: bytes, row: Any, from_client: bool) -> list[bytes]:
     return pieces
 
 
+def entered_as(row: Any, frames_sent: int) -> str:
+    """How a reassembled datagram (``row.parts``) or a cut TCP super-segment entered: ``entered``'s keys."""
+    if row.parts:
+        return "whole" if frames_sent == 1 else "as_fragments"
+    return "tcp_super_segments"
+
+
 #: A frame longer than this is cut before it enters the network (``pieces_of``).
 WHOLE_MAX = ETH_LEN + MTU
 

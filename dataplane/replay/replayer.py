@@ -44,7 +44,7 @@ from ..wire.frames import FIN, RST
 from . import input as rin
 from . import report, repair
 from .account import Account, OrderedRows, Row
-from .endpoints import ReplayClients, ReplayServer
+from .endpoints import ReplayClients, ReplayServer, entered_as
 from .flow import ReplayFlow, ReplayFlow6
 from .fragments import Reassembler
 from .input6 import Input6, ToVip6
@@ -168,10 +168,8 @@ class Replayer:
     def sending(self, row: Row, frames_sent: int) -> None:
         self.account.sent[(row.loop, row.frame)] = row   # Account.sending, inlined: once per replayed packet
         row.flow.unseen += 1
-        if row.parts:
-            self.entered["whole" if frames_sent == 1 else "as_fragments"] += 1
-        elif frames_sent > 1:
-            self.entered["tcp_super_segments"] += 1
+        if row.parts or frames_sent > 1:
+            self.entered[entered_as(row, frames_sent)] += 1
 
     def untold(self, row: Row, why: str) -> None:
         self.account.settle(row, "replayed", "", why)
