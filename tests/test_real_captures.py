@@ -59,3 +59,95 @@ def test_a_super_segment_is_cut_as_tso_cuts_it():
         if l4 == 20:
             assert [p[IP].id for p in parsed] == [7, 8, 9]
     assert segment_tcp(b"\x45" + bytes(59), 20, 1500) is None, "fits: not cut"
+
+
+def _conversation(family, client, server, request: bytes, response: bytes, proto="tcp"):
+    """A recorded TCP connection (or one UDP exchange), both sides, 100 us apart."""
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.l2 import Ether
+
+    t0, c_seq, s_seq = 1_700_000_000_000_000_000, 1000, 5000
+    cm, sm = "02:00:00:00:00:01", "02:00:00:00:00:02"
+    if proto == "udp":
+        return [(t0, bytes(Ether(src=cm, dst=sm) / family(src=client, dst=server) / UDP(sport=40000, dport=80) /
+                           request)),
+                (t0 + 100_000, bytes(Ether(src=sm, dst=cm) / family(src=server, dst=client) /
+                                     UDP(sport=80, dport=40000) / response))]
+
+    def c(flags, payload=b""):
+        return bytes(Ether(src=cm, dst=sm) / family(src=client, dst=server) /
+                     TCP(sport=40000, dport=80, seq=c_seq, ack=s_seq if "A" in flags else 0, flags=flags) / payload)
+
+    def s(flags, payload=b""):
+        return bytes(Ether(src=sm, dst=cm) / family(src=server, dst=client) /
+                     TCP(sport=80, dport=40000, seq=s_seq, ack=c_seq, flags=flags) / payload)
+
+    packets = [c("S")]
+    c_seq += 1
+    packets.append(s("SA"))
+    s_seq += 1
+    packets += [c("A"), c("PA", request)]
+    c_seq += len(request)
+    packets.append(s("PA", response))
+    s_seq += len(response)
+    packets.append(c("FA"))
+    c_seq += 1
+    packets.append(s("FA"))
+    packets.append(c("A"))
+    return [(t0 + i * 100_000, frame) for i, frame in enumerate(packets)]
+
+
+def _dual_replay(tmp_path, records, name, **options):
+    from conftest import scenario_dict
+    from dataplane.replay import synth
+
+    data = scenario_dict(**{"networks.frontend.cidr6": "2001:db8:10::/64",
+                            "networks.frontend.gateway6": "2001:db8:10::1",
+                            "networks.backend.cidr6": "2001:db8:20::/64", "virtual_service.vip6": "2001:db8:10::100",
+                            "pool.servers": ["10.20.0.101:8080", "[2001:db8:20::101]:8080"],
+                            "traffic.clients": ["198.51.100.0/28", "2001:db8:99::/64"], "duration": 2.0,
+                            **({"virtual_service.protocol": "udp"} if options.pop("udp", False) else {})})
+    path = tmp_path / f"{name}.pcap"
+    synth.write_pcap(path, records)
+    return run_replay(scenario_mod.parse(data, "t.toml"), path, tmp_path / name, ReplayOptions(**options))
+
+
+def test_super_segments_are_cut_on_both_sides_in_both_families(tmp_path):
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+
+    records = _conversation(IP, "192.0.2.10", "192.0.2.200", b"q" * 6000, b"r" * 7000)
+    records += [(t + 10_000_000, f) for t, f in _conversation(IPv6, "2001:db8:99::10", "2001:db8:1::2",
+                                                              b"q" * 6000, b"r" * 7000)]
+    summary = _dual_replay(tmp_path, records, "both")
+    replay = summary["replay"]
+    assert replay["tcp_super_segments_cut"] == 4, "a request and a response in each family"
+    assert replay["flows"]["total"] == replay["flows"]["completed"] == 2
+    capture = tmp_path / "both" / "capture.pcapng"
+    assert_passes_gate(capture)
+    assert not fields(capture, ["frame.number"], "frame.len > 1514 && !(udp.port == 1550)")
+
+
+def test_a_datagram_recorded_over_the_mtu_enters_as_fragments(tmp_path):
+    from scapy.layers.inet import IP
+
+    summary = _dual_replay(tmp_path, _conversation(IP, "192.0.2.10", "192.0.2.200", b"q" * 3000, b"r" * 100, "udp"),
+                           "udp", udp=True)
+    assert summary["replay"]["fragmented_over_mtu"] == 1
+    capture = tmp_path / "udp" / "capture.pcapng"
+    assert not fields(capture, ["frame.number"], "frame.len > 1514 && !(udp.port == 1550)")
+    assert len(fields(capture, ["frame.number"], 'ip.flags.mf == 1 || ip.frag_offset > 0')) >= 3
+
+
+def test_kept_wrong_checksums_stay_wrong_in_every_cut_segment(tmp_path):
+    from scapy.layers.inet import IP
+
+    records = _conversation(IP, "192.0.2.10", "192.0.2.200", b"GET", b"r" * 7000)
+    time, frame = records[4]
+    records[4] = (time, frame[:14 + 20 + 16] + b"\x00\x00" + frame[14 + 20 + 18:])  # checksum offload's zero
+    summary = _dual_replay(tmp_path, records, "kept", keep_checksums=True)
+    capture = tmp_path / "kept" / "capture.pcapng"
+    pieces = fields(capture, ["tcp.checksum.status"], 'frame.interface_name == "backend" && tcp.len > 1000',
+                    "-o", "tcp.check_checksum:TRUE")
+    assert [status for (status,) in pieces] == ["0"] * 5, "every segment carries the kept, wrong checksum"
+    assert summary["drops"].get("bad_tcp_checksum") == 5, "the SE drops each, as it would the whole"

@@ -251,6 +251,9 @@ def test_cli_map_replays_and_prints_per_vs_counts(tmp_path, capsys):
     (["--map", "192.0.2.10"], "--map: expected SERVER_IP=VS_NAME"),
     (["--map", "192.0.2.10=vs-web", "--map", "192.0.2.10=vs-api"], "--map: 192.0.2.10 is mapped twice"),
     (["--map", "2001:db8::1=vs-web", "--map", "[2001:db8:0::1]=vs-web"], "--map: 2001:db8::1 is mapped twice"),
+    (["--map", "[192.0.2.10]=vs-web"], "--map: bad address '[192.0.2.10]'"),      # brackets are for IPv6
+    (["--map", "::ffff:192.0.2.10=vs-web"], "--map: bad address '::ffff:192.0.2.10'"),  # would never match
+    (["--port-map", "8000:80", "--port-map", "8000:443"], "--port-map: port 8000 is mapped twice (to 80 and to 443)"),
     (["--port-map", "8000"], "--port-map: '8000' needs a TO port: the virtual services listen on 80, 443, 8443"),
     (["--port-map", "8000:81"], "--port-map: '8000:81' maps to port 81, but the virtual services listen on "
                                 "80, 443, 8443"),

@@ -42,7 +42,7 @@ def register(commands) -> None:
                                         "events.jsonl, summary.json and the per-frame account replay.csv "
                                         "(replay-flows.csv per flow).")
     p.add_argument("capture", type=Path, help="pcap or pcapng file, optionally gzip-compressed (Ethernet, "
-                                              "802.1Q, Linux cooked v1/v2, raw IPv4, BSD loopback)")
+                                              "802.1Q, Linux cooked v1/v2, raw IPv4/IPv6, BSD loopback)")
     p.add_argument("--scenario", type=Path, required=True, help="scenario TOML file")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: out/replay-<capture name>)")
     p.add_argument("--match", action="append", default=[], metavar="client=ADDR[/LEN][:PORT],server=...",
@@ -100,7 +100,7 @@ def _options(args, scenario):
                     ("limit", args.limit)) if value is not None}
         matches = tuple(ropts.parse_match(text) for text in args.match)
         ranges = [ports for vs in scenario.virtual_services for ports in vs.ports]
-        port_map = tuple(ropts.parse_port_map(text, ranges) for text in args.port_map)
+        port_map = ropts.parse_port_maps(args.port_map, ranges)
         vs_map = ropts.parse_vs_map(args.vs_map, [vs.name for vs in scenario.virtual_services])
         interface = None if args.interface is None else ropts.parse_interface(args.interface)
         return ropts.ReplayOptions(topspeed=args.topspeed, allow_truncated=args.allow_truncated,
@@ -240,9 +240,12 @@ def _repairs(replay: dict) -> list[str]:
     if replay["tcp_super_segments_cut"]:
         lines.append(f"TCP super-segments (TSO/GRO) cut to the MTU as the sender's NIC would: "
                      f"{replay['tcp_super_segments_cut']}")
+    if replay["fragmented_over_mtu"]:
+        lines.append(f"datagrams recorded over the MTU, entered as fragments as their sender would: "
+                     f"{replay['fragmented_over_mtu']}")
     fragments = replay["fragments"]
     if fragments["datagrams_reassembled"]:
-        lines.append(f"IPv4 datagrams reassembled: {fragments['datagrams_reassembled']} (entered whole "
+        lines.append(f"IP datagrams reassembled: {fragments['datagrams_reassembled']} (entered whole "
                      f"{fragments['entered_whole']}, as fragments {fragments['entered_as_fragments']})")
     return lines
 

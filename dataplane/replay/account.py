@@ -63,6 +63,7 @@ class Row:
     flow: Any = None
     parts = 0       # input fragments its datagram was reassembled from (0: not a reassembled datagram)
     filled = 0      # bytes the snap length cut, filled with zeros
+    entered = ""    # how a packet over the MTU entered the network (``endpoints.pieces_of``), else ""
 
     def __init__(self, loop: int, frame: int, time: int):
         self.loop = loop

@@ -33,6 +33,7 @@ from .account import mark
 from .flow import ReplayFlow
 from .fragments import MTU, fragment
 from .input6 import tcp_flags6
+from .repair import check_checksums
 from .segments import segment_tcp
 
 
@@ -56,35 +57,32 @@ def note_for(row: Any) -> str:
 
 
 def pieces_of(frame: bytes, row: Any, from_client: bool) -> list[bytes]:
-    """The frames that carry ``frame`` into the network once it is over the MTU.
+    """The frames that carry ``frame`` into the network; ``row.entered`` says how, when it was over the MTU.
 
-    A datagram replay reassembled goes as fragments again; a recorded TCP super-segment
-    (TSO/GRO: the NIC cut or glued it on the other side of the capture point) as the
-    MTU-sized segments it was on the wire; anything else as recorded.
+    A recorded TCP super-segment (TSO/GRO: a NIC cut or glued it on the other side of the
+    capture point) goes as the MTU-sized segments it was on the wire; any other packet over
+    the MTU (a datagram replay reassembled, or one recorded before the sender fragmented it)
+    as fragments, as the sending host makes them.
     """
-    if len(frame) - ETH_LEN <= MTU:
+    if len(frame) <= WHOLE_MAX:
         row.note("entered whole")
+        row.entered = "whole"
         return [frame]
-    if not row.parts:
-        view = ip_view(frame)
-        cut = segment_tcp(frame[ETH_LEN:], view.l4 - ETH_LEN, MTU) if view.proto == PROTO_TCP else None
-        if cut is None:
-            return [frame]
-        row.note(f"a {len(frame) - ETH_LEN}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} "
-                 f"segments a NIC cuts it into for the {MTU}-byte MTU")
-        side = row.flow.client if from_client else row.flow.server_side
-        side.extra_pieces += len(cut) - 1
-        return [frame[:ETH_LEN] + piece for piece in cut]
-    pieces = [frame[:ETH_LEN] + piece for piece in fragment(frame[ETH_LEN:], MTU)]
+    header, packet = frame[:ETH_LEN], frame[ETH_LEN:]
+    view = ip_view(frame)
+    if not row.parts and view.proto == PROTO_TCP and not view.fragment:
+        cut = segment_tcp(packet, view.l4 - ETH_LEN, MTU, keep_wrong_checksum=bool(check_checksums(packet)))
+        if cut is not None:
+            row.note(f"a {len(packet)}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} "
+                     f"segments a NIC cuts it into for the {MTU}-byte MTU")
+            row.entered = "tcp_super_segments"
+            side = row.flow.client if from_client else row.flow.server_side
+            side.extra_pieces += len(cut) - 1   # the other end counts the recorded packet once
+            return [header + piece for piece in cut]
+    pieces = [header + piece for piece in fragment(packet, MTU)]
     row.note(f"entered as {len(pieces)} fragments (over the {MTU}-byte MTU)")
+    row.entered = "as_fragments" if row.parts else "fragmented_over_mtu"
     return pieces
-
-
-def entered_as(row: Any, frames_sent: int) -> str:
-    """How a reassembled datagram (``row.parts``) or a cut TCP super-segment entered: ``entered``'s keys."""
-    if row.parts:
-        return "whole" if frames_sent == 1 else "as_fragments"
-    return "tcp_super_segments"
 
 
 #: A frame longer than this is cut before it enters the network (``pieces_of``).
@@ -148,7 +146,7 @@ class ReplayClients(Host):
         if len(notes) >= MAX_NOTES:  # frames that never reached the router: forget the oldest note
             del notes[next(iter(notes))]
         key = frame[ETH_LEN:]
-        if not row.parts and key not in notes:   # the common frame, without the loop below
+        if not row.parts and key not in notes and len(frame) <= WHOLE_MAX:   # the common frame: no loop
             notes[key] = f"recorded frame {row.frame}" if row.loop == 1 and not row.detail else note_for(row)
             self.nic.send(frame, self.name)
             self.directory.sending(row, 1)

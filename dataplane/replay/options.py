@@ -209,6 +209,18 @@ def parse_port_map(text: str, ranges) -> tuple[int, int]:
     return port, to
 
 
+def parse_port_maps(texts, ranges) -> tuple[tuple[int, int], ...]:
+    """Every ``--port-map``, each FROM port at most once."""
+    rules: dict[int, int] = {}
+    for text in texts:
+        port, to = parse_port_map(text, ranges)
+        if port in rules:
+            raise ValueError(f"--port-map: port {port} is mapped twice (to {rules[port]} and to {to}): "
+                             "give each FROM port once")
+        rules[port] = to
+    return tuple(rules.items())
+
+
 def parse_vs_map(texts, names) -> tuple[tuple[bytes, str], ...]:
     """``--map SERVER_IP=VS_NAME`` (repeatable) -> ((address bytes, name), ...): an IPv4 or IPv6 address (IPv6
     with or without brackets), a virtual service of the scenario (``names``), each address at most once."""
@@ -217,14 +229,19 @@ def parse_vs_map(texts, names) -> tuple[tuple[bytes, str], ...]:
         address, sep, name = text.partition("=")
         if not sep or not address or not name:
             raise ValueError(f"--map: expected SERVER_IP=VS_NAME, got '{_shown(text)}'")
-        bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+        bracketed = address.startswith("[") and address.endswith("]")
+        bare = address[1:-1] if bracketed else address
         try:
             if not bare.isascii() or "/" in bare or "%" in bare:
                 raise ValueError
-            ip = ipaddress.ip_address(bare).packed
+            parsed = ipaddress.ip_address(bare)
+            # Brackets are for IPv6; an IPv4-mapped IPv6 address never matches an IPv4 flow.
+            if (bracketed and parsed.version == 4) or (parsed.version == 6 and parsed.ipv4_mapped):
+                raise ValueError
+            ip = parsed.packed
         except ValueError:
             raise ValueError(f"--map: bad address '{_shown(address)}' in '{_shown(text)}' "
-                             "(want an IPv4 or IPv6 server address)") from None
+                             "(want an IPv4 address, or an IPv6 one with or without brackets)") from None
         if name not in names:
             raise ValueError(f"--map: no virtual service '{_shown(name)}' in the scenario "
                              f"(it has {', '.join(names)})")

@@ -59,8 +59,8 @@ def _transport_sum_ok(packet: bytes, ihl: int, proto: int) -> bool:
 
 
 def check_checksums(packet: bytes) -> list[WrongChecksum]:
-    """Every wrong checksum of the whole IPv4 ``packet`` (trimmed to its total length), fragments included
-    (a fragment's transport checksum covers the datagram: only its IPv4 header is checked)."""
+    """Every wrong checksum of the whole IPv4 or IPv6 ``packet`` (trimmed to its total length), fragments
+    included (a fragment's transport checksum covers the datagram: only an IPv4 header is checked)."""
     # The common packet (a TCP segment, no IP options, not a fragment) in two bignum modulos: the
     # addresses and the segment are contiguous, an odd segment padded with a zero byte (RFC 1071).
     if packet[0] == 0x45 and packet[9] == PROTO_TCP and not (packet[6] & 0x3F or packet[7]) \

@@ -44,7 +44,7 @@ from ..wire.frames import FIN, RST
 from . import input as rin
 from . import report, repair
 from .account import Account, OrderedRows, Row
-from .endpoints import ReplayClients, ReplayServer, entered_as
+from .endpoints import ReplayClients, ReplayServer
 from .flow import ReplayFlow, ReplayFlow6
 from .fragments import Reassembler
 from .input6 import Input6, ToVip6
@@ -168,8 +168,8 @@ class Replayer:
     def sending(self, row: Row, frames_sent: int) -> None:
         self.account.sent[(row.loop, row.frame)] = row   # Account.sending, inlined: once per replayed packet
         row.flow.unseen += 1
-        if row.parts or frames_sent > 1:
-            self.entered[entered_as(row, frames_sent)] += 1
+        if row.entered:   # reassembled (whole or as fragments), or over the MTU and cut
+            self.entered[row.entered] += 1
 
     def untold(self, row: Row, why: str) -> None:
         self.account.settle(row, "replayed", "", why)

@@ -71,6 +71,7 @@ def summary(replay: "Replayer") -> dict:
         "checksums_kept": replay.checksums_kept,
         "snaplen_filled": replay.snaplen_filled,
         "tcp_super_segments_cut": replay.entered["tcp_super_segments"],
+        "fragmented_over_mtu": replay.entered["fragmented_over_mtu"],
         "fragments": {"datagrams_reassembled": replay.reassembler.reassembled,
                       "entered_whole": replay.entered["whole"],
                       "entered_as_fragments": replay.entered["as_fragments"]},

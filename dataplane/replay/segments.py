@@ -27,10 +27,12 @@ _U32 = struct.Struct("!I")
 _LAST_ONLY, _FIRST_ONLY = 0x01 | 0x08, 0x80
 
 
-def segment_tcp(packet: bytes, l4: int, mtu: int) -> list[bytes] | None:
+def segment_tcp(packet: bytes, l4: int, mtu: int, keep_wrong_checksum: bool = False) -> list[bytes] | None:
     """The MTU-sized segments of the TCP ``packet`` (an IP packet whose TCP header starts at ``l4``).
 
     None when it is not cut: it fits, or its headers leave no room for payload in ``mtu``.
+    ``keep_wrong_checksum`` (``--keep-checksums`` kept a wrong one): every segment carries the
+    recorded TCP checksum, wrong for it too, so an SE drops each as it would the whole.
     """
     if len(packet) <= mtu:
         return None
@@ -45,6 +47,7 @@ def segment_tcp(packet: bytes, l4: int, mtu: int) -> list[bytes] | None:
     payload = packet[headers:]
     ident = _U16.unpack_from(packet, 4)[0] if version == 4 else 0
     src, dst = (packet[12:16], packet[16:20]) if version == 4 else (packet[8:24], packet[24:40])
+    recorded = _U16.unpack_from(packet, l4 + 16)[0]
     pieces = []
     for index, start in enumerate(range(0, len(payload), mss)):
         chunk = payload[start:start + mss]
@@ -61,7 +64,9 @@ def segment_tcp(packet: bytes, l4: int, mtu: int) -> list[bytes] | None:
         header[l4 + 13] = flags & ~(_FIRST_ONLY if index else 0) & ~(0 if last else _LAST_ONLY)
         header[l4 + 16:l4 + 18] = b"\x00\x00"
         segment = bytes(header[l4:]) + chunk
-        _U16.pack_into(header, l4 + 16, transport_checksum(src, dst, PROTO_TCP, segment))
+        right = transport_checksum(src, dst, PROTO_TCP, segment)
+        wrong = recorded if recorded != right else right ^ 0xFFFF
+        _U16.pack_into(header, l4 + 16, wrong if keep_wrong_checksum else right)
         pieces.append(bytes(header) + chunk)
     return pieces
 

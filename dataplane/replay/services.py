@@ -28,7 +28,8 @@ from typing import Any, Iterable, Sequence
 
 #: Why a selected flow goes to no virtual service, beyond the reasons ``input`` lists.
 SERVICE_REASONS = {
-    "ambiguous_vs": "flow's server port is served by several virtual services; use --map",
+    "ambiguous_vs": "no single virtual service for the flow's server port (several, or none, listen on it); "
+                    "use --map",
 }
 
 
@@ -83,16 +84,15 @@ class Services:
         port = sport if sport not in self.port_map else (self.port_map[sport] or sport)
         v6 = len(server) == 16
         mapped = self.vs_map.get(server)
-        if mapped is not None:
-            candidates = [mapped]
-        else:
-            candidates = [vs for vs in self.services if vs.listens[port]] or self.services
+        candidates = [mapped] if mapped is not None else self.services
         candidates = [vs for vs in candidates if vs.proto == proto]
         if not candidates:
             return "not_vs_protocol"
         candidates = [vs for vs in candidates if (vs.vip6 if v6 else vs.vip) is not None]
         if not candidates:
             return "ipv6_no_vip6" if v6 else "ipv4_no_vip"
+        if mapped is None:  # the VSs of its protocol and family that listen on the port; else all of them
+            candidates = [vs for vs in candidates if vs.listens[port]] or candidates
         if len(candidates) > 1:
             return "ambiguous_vs"
         (vs,) = candidates
