@@ -154,3 +154,13 @@ def test_own_checks_report_ipv6_lengths_and_chains_that_run_past_the_frame():
     assert check_frame(chain([(60, bytes((9,)) + bytes(5))], 6, TCP_SEGMENT))[0].startswith(
         "Malformed: IPv6 extension header 60 runs past")
     assert check_frame(chain([(60, PAD)] * 8, 6, TCP_SEGMENT)) == []
+
+
+@pytest.mark.parametrize("tshark", MODES)
+def test_a_frame_over_the_mtu_outside_the_tunnel_is_a_finding(tmp_path, tshark):
+    big = frames.tcp_frame(B, A, CLIENT, VIP, 40000, 80, 1000, 0, frames.ACK, payload=b"x" * 1461, ident=7)
+    full = frames.tcp_frame(B, A, CLIENT, VIP, 40000, 80, 1000, 0, frames.ACK, payload=b"x" * 1460, ident=8)
+    path = write(tmp_path / "mtu.pcapng", [full, tunnelled(full), big])
+    findings = check_capture(path, use_tshark=tshark)
+    assert [(f.number, f.message) for f in findings] == [
+        (3, "1515-byte frame outside the SE tunnel: over the 1500-byte MTU (1514 bytes with Ethernet)")]

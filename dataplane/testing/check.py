@@ -79,10 +79,10 @@ def check_capture(path: str | os.PathLike, use_tshark: bool | None = None) -> li
     tshark = shutil.which("tshark") if use_tshark is not False else None
     if use_tshark and tshark is None:
         raise RuntimeError("tshark is not installed (Debian: apt-get install tshark)")
-    findings = _read_and_check(path, own_checks=tshark is None)
+    findings, oversize = _read_and_check(path, own_checks=tshark is None)
     if tshark is None or findings:  # a truncated tail: tshark would only repeat it as a read error
-        return findings
-    return _tshark_findings(tshark, path)
+        return sorted(findings + oversize, key=lambda f: f.number)
+    return sorted(_tshark_findings(tshark, path) + oversize, key=lambda f: f.number)
 
 
 # -- tshark ----------------------------------------------------------------------
@@ -150,12 +150,23 @@ def _is_finding(severity: str, group: str) -> bool:
 
 # -- our own validation ------------------------------------------------------------
 
-def _read_and_check(path, own_checks: bool) -> list[Finding]:
+#: The largest Ethernet frame a 1500-byte MTU carries (no FCS); only the SE tunnel's frames may be larger.
+MTU_FRAME = 1514
+
+
+def _read_and_check(path, own_checks: bool) -> tuple[list[Finding], list[Finding]]:
+    """(read errors and, with ``own_checks``, our own validation's findings; frames over the MTU)."""
     findings: list[Finding] = []
+    oversize: list[Finding] = []
     count = 0
     try:
         for record in open_capture(path):
             count += 1
+            if record.orig_len > MTU_FRAME and record.linktype == LINKTYPE_ETHERNET \
+                    and not _tunnelled(record.data) and not _said_dropped(record.comment or ""):
+                oversize.append(Finding(record.number, record.interface_name or "", record.comment or "",
+                                        f"{record.orig_len}-byte frame outside the SE tunnel: over the "
+                                        f"1500-byte MTU ({MTU_FRAME} bytes with Ethernet)"))
             if own_checks and record.linktype == LINKTYPE_ETHERNET and len(record.data) == record.orig_len:
                 for message in check_frame(record.data):
                     findings.append(Finding(record.number, record.interface_name or "", record.comment or "",
@@ -164,7 +175,20 @@ def _read_and_check(path, own_checks: bool) -> list[Finding]:
         if error.frame_number == 0 or (count == 0 and "truncated" not in str(error)):
             raise
         findings.append(Finding(error.frame_number, "", "", f"unreadable: {error}"))
-    return findings
+    return findings, oversize
+
+
+def _tunnelled(frame: bytes) -> bool:
+    """An IPv4/UDP frame that carries VXLAN (flags 0x08, reserved bytes zero), on whatever port."""
+    if len(frame) < 14 + 20 + 8 + 8 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return False
+    vxlan = 14 + (frame[14] & 0x0F) * 4 + 8
+    return len(frame) >= vxlan + 8 and frame[vxlan] == 0x08 and frame[vxlan + 1:vxlan + 4] == b"\x00\x00\x00"
+
+
+def _said_dropped(comment: str) -> bool:
+    """A frame the emulator captured as it dropped it (a segment refuses frames over its size, and says so)."""
+    return "[DROPPED" in comment or "[LOST" in comment
 
 
 def _sum16(data: bytes) -> int:
