@@ -311,3 +311,25 @@ def test_generated_frames_never_raise_and_leave_the_network_serving(cloud, batch
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_the_generated_frames_captures_fail_the_gate_only_on_forged_frames(cloud, tmp_path):
     assert_findings_only_on_forged_frames(network_for(cloud), tmp_path)
+
+
+@given(st.binary(min_size=0, max_size=60), st.integers(0, 53), st.integers(0, 255))
+@settings(max_examples=400)
+def test_flowview_fast_path_parses_as_the_general_path(tail, at, value):
+    """FlowView's shortcut for the common IPv4/TCP frame gives the general parse's fields, or its refusal."""
+    from dataplane.wire import frames as fr
+
+    base = bytearray(fr.tcp_frame(b"\x02" * 6, b"\x04" * 6, bytes((198, 51, 100, 7)), bytes((10, 10, 0, 100)),
+                                  40000, 80, 1000, 5, fr.ACK, payload=b"x" * 20))
+    base[at] = value
+    frame = bytes(base) + tail
+    general = fr.FlowView.__new__(fr.FlowView)
+    try:
+        general._parse(frame, len(frame))
+    except fr.Malformed as refused:
+        with pytest.raises(fr.Malformed) as again:
+            fr.FlowView(frame)
+        assert again.value.reason == refused.reason
+        return
+    fast = fr.FlowView(frame)
+    assert all(getattr(fast, name) == getattr(general, name) for name in fr.FlowView.__slots__)

@@ -87,6 +87,8 @@ class ServiceEngine(PeerLinks, Node):
         #: The CPU model as a queue: each frame takes 1/capacity_pps of the SE, and waits for the ones before it.
         self.capacity_pps = group.capacity_pps
         self.service_ns = max(1, round(NS_PER_S / group.capacity_pps))
+        #: A frame that waits this long finds the queue full: the SE's NICs refuse frames until it drains.
+        self.queue_full_ns = QUEUE_FRAMES * self.service_ns
         self.busy_until = 0
         self._wait = 0
 
@@ -140,15 +142,6 @@ class ServiceEngine(PeerLinks, Node):
         """Send after the SE's processing delay (and any queueing), so capture timestamps show the hop's cost."""
         self.sim.post(self.delay_ns + self._wait, send, args)
 
-    def _queue(self) -> None:
-        """Take this frame's share of the CPU: it waits while the frames before it are processed."""
-        now = self.sim.now
-        start = self.busy_until if self.busy_until > now else now
-        self.busy_until = start + self.service_ns
-        self._wait = start - now
-        if self._wait >= QUEUE_FRAMES * self.service_ns:
-            self.frontend.congested = self.backend.congested = True
-
     def admit(self, frame: bytes) -> str | None:
         """Asked by a segment while this SE is congested: None to take ``frame``, else why it is dropped."""
         queued = (self.busy_until - self.sim.now) // self.service_ns
@@ -176,7 +169,13 @@ class ServiceEngine(PeerLinks, Node):
             if wrong:
                 self.drop(f"bad_{wrong}_checksum")
                 return
-        self._queue()
+        # This frame's share of the CPU: it waits while the frames before it are processed (inlined: every frame).
+        now = self.sim.now
+        start = self.busy_until if self.busy_until > now else now
+        self.busy_until = start + self.service_ns
+        self._wait = start - now
+        if self._wait >= self.queue_full_ns:
+            self.frontend.congested = self.backend.congested = True
         self._route(nic, frame, view)
         self._wait = 0  # what the SE sends later, on a timer, does not wait behind this frame
 

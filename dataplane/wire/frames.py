@@ -39,6 +39,8 @@ _UDP = struct.Struct("!HHHH")
 _PORTS = struct.Struct("!HH")
 _TCP_HEAD = struct.Struct("!HHI4xBB")  # ports, sequence number, data offset, flags
 _UDP_HEAD = struct.Struct("!HHH")  # ports, length
+#: From byte 12 of the common frame (IPv4 without options, then TCP): both headers in one unpack.
+_IPV4_TCP_HEAD = struct.Struct("!HxxHxxHBxxx4s4sHHI4xBB")
 _IP_HEAD = struct.Struct("!HBxHxxHBB2x4s4s")  # from byte 12: ethertype, version/IHL, total length, flags/offset,
 #                                                TTL, protocol, source, destination
 _U16 = struct.Struct("!H")
@@ -107,6 +109,22 @@ class FlowView:
 
     def __init__(self, frame: bytes):
         size = len(frame)
+        # The common frame first (IPv4, no options, TCP, not a fragment): one unpack, and the same checks
+        # as the general parse below, which any other frame, and any that fails one of them, goes through.
+        if size >= 54 and frame[14] == 0x45 and frame[23] == PROTO_TCP:
+            kind, total, frag, ttl, src, dst, sport, dport, seq, offset, flags = _IPV4_TCP_HEAD.unpack_from(frame, 12)
+            header = (offset >> 4) * 4
+            if kind == ETHERTYPE_IPV4 and not frag & IPV4_FRAGMENT_BITS and ETH_LEN + total <= size \
+                    and 20 <= header <= total - 20:
+                self.ttl, self.src, self.dst, self.sport, self.dport, self.seq, self.flags = \
+                    ttl, src, dst, sport, dport, seq, flags
+                self.ihl, self.proto, self.l4, self.end = 20, PROTO_TCP, ETH_LEN + 20, ETH_LEN + total
+                self.fragment, self.payload_len = False, total - 20 - header
+                return
+        self._parse(frame, size)
+
+    def _parse(self, frame: bytes, size: int) -> None:
+        """The general parse: any IPv4 frame, every check with the ``Malformed`` reason it fails."""
         if size < ETH_LEN + 20:
             raise Malformed("ipv4_truncated", f"{size}-byte frame is shorter than Ethernet and IPv4 headers")
         kind, ver_ihl, total, frag, self.ttl, proto, self.src, self.dst = _IP_HEAD.unpack_from(frame, 12)
