@@ -121,16 +121,21 @@ def test_a_frame_larger_than_the_segment_carries_is_dropped_at_the_port(dataplan
     assert_served(net, 40001)
 
 
+def refused_with_a_reset(net, sport: int):
+    """Send a new flow's SYN from ``sport``; the SE answers it with a RST to the client, which is returned."""
+    net.send("gw.frontend", syn_to_vip(net, sport))
+    return net.expect("gw.frontend", Ether(dst=net.mac("gw")) / IP(src=VIP, dst=CLIENT) /
+                      TCP(sport=80, dport=sport, flags="RA", seq=0, ack=1001, window=64240),
+                      mask=["eth.src", "ip.id", "ip.flags"])
+
+
 def test_nat_port_exhaustion_refuses_new_flows_and_keeps_the_old(dataplane_net):
     net = dataplane_net(scenario_dict(**{"virtual_service.placement": ["se-1"], "pool.health_monitor": {"type": "none"},
                                          "se_group.ephemeral_portrange_start": 2000,
                                          "se_group.ephemeral_portrange_end": 2003}))
     for sport in range(41000, 41004):
         assert_served(net, sport)
-    net.send("gw.frontend", syn_to_vip(net, 41004))
-    reset = net.expect("gw.frontend", Ether(dst=net.mac("gw")) / IP(src=VIP, dst=CLIENT) /
-                       TCP(sport=80, dport=41004, flags="RA", seq=0, ack=1001, window=64240),
-                       mask=["eth.src", "ip.id", "ip.flags"])
+    reset = refused_with_a_reset(net, 41004)
     assert "no NAT port left" in reset.comment and drops(net)["nat_ports_exhausted"] == 1
     data = Ether(src=net.mac("gw"), dst=net.mac("se-1")) / IP(src=CLIENT, dst=VIP, ttl=63) / \
         TCP(sport=41000, dport=80, flags="A", seq=1001, ack=1) / b"GET / HTTP/1.0\r\n\r\n"
@@ -146,10 +151,7 @@ def test_a_full_flow_table_refuses_new_flows_with_a_reset(dataplane_net, monkeyp
     net = dataplane_net(scenario_dict(**{"pool.health_monitor": {"type": "none"}}))
     for sport in range(42000, 42003):
         assert_served(net, sport)
-    net.send("gw.frontend", syn_to_vip(net, 42003))
-    reset = net.expect("gw.frontend", Ether(dst=net.mac("gw")) / IP(src=VIP, dst=CLIENT) /
-                       TCP(sport=80, dport=42003, flags="RA", seq=0, ack=1001, window=64240),
-                       mask=["eth.src", "ip.id", "ip.flags"])
+    reset = refused_with_a_reset(net, 42003)
     assert "flow table full" in reset.comment and drops(net)["flow_table_full"] == 1
 
 

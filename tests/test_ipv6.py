@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.inet import TCP
@@ -23,6 +25,23 @@ DUAL = {
 
 def dual(**overrides) -> dict:
     return scenario_dict(**{**DUAL, **overrides})
+
+
+def assert_refused(change: dict, message: str) -> None:
+    """The dual-stack scenario with ``change`` (dotted key -> value, None to remove it) fails with ``message``."""
+    data = dual()
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        table = data
+        for key in parents:
+            table = table[key]
+        if value is None:
+            table.pop(last, None)
+        else:
+            table[last] = value
+    with pytest.raises(scenario_mod.ScenarioError) as error:
+        scenario_mod.parse(data, "t.toml")
+    assert str(error.value) == f"t.toml: {message}"
 
 
 def who_has_vip6():
@@ -145,19 +164,7 @@ def test_health_monitors_probe_ipv6_servers(run_dict, kind):
      "traffic.clients[0]: 2001:db8:10::/64 overlaps networks.frontend.cidr6 (2001:db8:10::/64)"),
 ])
 def test_bad_ipv6_addresses_are_named(change, message):
-    data = dual()
-    for dotted, value in change.items():
-        table = data
-        *parents, last = dotted.split(".")
-        for key in parents:
-            table = table[key]
-        if value is None:
-            table.pop(last, None)
-        else:
-            table[last] = value
-    with pytest.raises(scenario_mod.ScenarioError) as error:
-        scenario_mod.parse(data, "t.toml")
-    assert str(error.value) == f"t.toml: {message}"
+    assert_refused(change, message)
 
 
 def test_the_dual_stack_tour_steers_both_families_to_the_same_ses(tmp_path, capsys):
@@ -237,19 +244,7 @@ def test_udp_over_ipv6_stays_inside_the_mtu(run_dict):
      "networks.management.cidr: '2001:db8:30::/64' is an IPv6 network: the management network is IPv4 only"),
 ])
 def test_families_that_cannot_meet_are_named(change, message):
-    data = dual()
-    for dotted, value in change.items():
-        *parents, last = dotted.split(".")
-        table = data
-        for key in parents:
-            table = table[key]
-        if value is None:
-            table.pop(last, None)
-        else:
-            table[last] = value
-    with pytest.raises(scenario_mod.ScenarioError) as error:
-        scenario_mod.parse(data, "t.toml")
-    assert str(error.value) == f"t.toml: {message}"
+    assert_refused(change, message)
 
 
 def test_fixture_addresses_and_split_know_ipv6_only_hosts(dataplane_net, tmp_path):
@@ -268,17 +263,23 @@ def test_fixture_addresses_and_split_know_ipv6_only_hosts(dataplane_net, tmp_pat
     assert not any("02-00-00" in name or "06-00" in name for name in names), names
 
 
-def test_two_ipv6_hosts_whose_macs_would_collide_are_refused_in_one_line(tmp_path, capsys):
+def colliding_macs_scenario(folder) -> Path:
+    """The dual-stack tour with two IPv6 servers whose hashed MACs would be one: their addresses have the
+    same CRC-32 (found by a birthday search).  Only building the network finds it."""
     from importlib import resources
 
-    from dataplane.cli import main
-
-    # These two addresses have the same CRC-32, so their hashed MACs would be one (found by a birthday search).
     text = resources.files("dataplane").joinpath("scenarios/demo-dual-stack.toml").read_text()
     text = text.replace('"[2001:db8:20::101]:8080", "[2001:db8:20::102]:8080"',
                         '"[2001:db8:20:0:adc8:875f:b9df:b7b0]:8080", "[2001:db8:20:0:9af7:5a07:98df:5aa3]:8080"')
-    path = tmp_path / "collide.toml"
+    path = folder / "collide.toml"
     path.write_text(text)
+    return path
+
+
+def test_two_ipv6_hosts_whose_macs_would_collide_are_refused_in_one_line(tmp_path, capsys):
+    from dataplane.cli import main
+
+    path = colliding_macs_scenario(tmp_path)
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 2
     error = capsys.readouterr().err

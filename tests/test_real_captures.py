@@ -5,10 +5,17 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
 from conftest import assert_passes_gate, fields
 from dataplane import scenario as scenario_mod
 from dataplane.replay import run_replay
 from dataplane.replay.options import ReplayOptions
+from dataplane.replay.segments import segment_tcp
+from test_replay_input import write
+from test_replay_ipv6 import CLIENT_MAC, SERVER_MAC, T0, dual_scenario, http6
 
 REAL = Path(__file__).resolve().parent.parent / "pcaps" / "real"
 
@@ -35,11 +42,6 @@ def test_an_offloaded_dual_stack_client_capture_replays_as_it_was_on_the_wire(tm
 
 
 def test_a_super_segment_is_cut_as_tso_cuts_it():
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.inet6 import IPv6
-
-    from dataplane.replay.segments import segment_tcp
-
     for ip, l4 in ((IP(src="192.0.2.1", dst="192.0.2.2", id=7), 20), (IPv6(src="2001:db8::1", dst="2001:db8::2"), 40)):
         big = bytes(ip / TCP(sport=80, dport=4000, seq=1000, flags="FPAC", options=[("NOP", None)] * 4) /
                     (b"x" * 4000))
@@ -61,64 +63,25 @@ def test_a_super_segment_is_cut_as_tso_cuts_it():
     assert segment_tcp(b"\x45" + bytes(59), 20, 1500) is None, "fits: not cut"
 
 
-def _conversation(family, client, server, request: bytes, response: bytes, proto="tcp"):
-    """A recorded TCP connection (or one UDP exchange), both sides, 100 us apart."""
-    from scapy.layers.inet import TCP, UDP
-    from scapy.layers.l2 import Ether
-
-    t0, c_seq, s_seq = 1_700_000_000_000_000_000, 1000, 5000
-    cm, sm = "02:00:00:00:00:01", "02:00:00:00:00:02"
-    if proto == "udp":
-        return [(t0, bytes(Ether(src=cm, dst=sm) / family(src=client, dst=server) / UDP(sport=40000, dport=80) /
-                           request)),
-                (t0 + 100_000, bytes(Ether(src=sm, dst=cm) / family(src=server, dst=client) /
-                                     UDP(sport=80, dport=40000) / response))]
-
-    def c(flags, payload=b""):
-        return bytes(Ether(src=cm, dst=sm) / family(src=client, dst=server) /
-                     TCP(sport=40000, dport=80, seq=c_seq, ack=s_seq if "A" in flags else 0, flags=flags) / payload)
-
-    def s(flags, payload=b""):
-        return bytes(Ether(src=sm, dst=cm) / family(src=server, dst=client) /
-                     TCP(sport=80, dport=40000, seq=s_seq, ack=c_seq, flags=flags) / payload)
-
-    packets = [c("S")]
-    c_seq += 1
-    packets.append(s("SA"))
-    s_seq += 1
-    packets += [c("A"), c("PA", request)]
-    c_seq += len(request)
-    packets.append(s("PA", response))
-    s_seq += len(response)
-    packets.append(c("FA"))
-    c_seq += 1
-    packets.append(s("FA"))
-    packets.append(c("A"))
-    return [(t0 + i * 100_000, frame) for i, frame in enumerate(packets)]
+def _udp_exchange(request: bytes, response: bytes):
+    """One recorded UDP request and its answer, 100 us apart."""
+    client = Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IP(src="192.0.2.10", dst="192.0.2.200")
+    server = Ether(src=SERVER_MAC, dst=CLIENT_MAC) / IP(src="192.0.2.200", dst="192.0.2.10")
+    return [(T0, bytes(client / UDP(sport=40000, dport=80) / request)),
+            (T0 + 100_000, bytes(server / UDP(sport=80, dport=40000) / response))]
 
 
 def _dual_replay(tmp_path, records, name, **options):
-    from conftest import scenario_dict
-    from dataplane.replay import synth
-
-    data = scenario_dict(**{"networks.frontend.cidr6": "2001:db8:10::/64",
-                            "networks.frontend.gateway6": "2001:db8:10::1",
-                            "networks.backend.cidr6": "2001:db8:20::/64", "virtual_service.vip6": "2001:db8:10::100",
-                            "pool.servers": ["10.20.0.101:8080", "[2001:db8:20::101]:8080"],
-                            "traffic.clients": ["198.51.100.0/28", "2001:db8:99::/64"], "duration": 2.0,
-                            **({"virtual_service.protocol": "udp"} if options.pop("udp", False) else {})})
-    path = tmp_path / f"{name}.pcap"
-    synth.write_pcap(path, records)
-    return run_replay(scenario_mod.parse(data, "t.toml"), path, tmp_path / name, ReplayOptions(**options))
+    """Replay ``records`` through a dual-stack VS (tests/test_replay_ipv6.py's) into ``tmp_path / name``."""
+    overrides = {"virtual_service.protocol": "udp"} if options.pop("udp", False) else {}
+    path = write(tmp_path, f"{name}.pcap", records)
+    return run_replay(dual_scenario(**overrides), path, tmp_path / name, ReplayOptions(**options))
 
 
 def test_super_segments_are_cut_on_both_sides_in_both_families(tmp_path):
-    from scapy.layers.inet import IP
-    from scapy.layers.inet6 import IPv6
-
-    records = _conversation(IP, "192.0.2.10", "192.0.2.200", b"q" * 6000, b"r" * 7000)
-    records += [(t + 10_000_000, f) for t, f in _conversation(IPv6, "2001:db8:99::10", "2001:db8:1::2",
-                                                              b"q" * 6000, b"r" * 7000)]
+    records = http6("192.0.2.10", 40000, "192.0.2.200", T0, family=IP, request=b"q" * 6000, response=b"r" * 7000)
+    records += http6("2001:db8:99::10", 40000, "2001:db8:1::2", T0 + 10_000_000, request=b"q" * 6000,
+                     response=b"r" * 7000)
     summary = _dual_replay(tmp_path, records, "both")
     replay = summary["replay"]
     assert replay["tcp_super_segments_cut"] == 4, "a request and a response in each family"
@@ -129,10 +92,7 @@ def test_super_segments_are_cut_on_both_sides_in_both_families(tmp_path):
 
 
 def test_a_datagram_recorded_over_the_mtu_enters_as_fragments(tmp_path):
-    from scapy.layers.inet import IP
-
-    summary = _dual_replay(tmp_path, _conversation(IP, "192.0.2.10", "192.0.2.200", b"q" * 3000, b"r" * 100, "udp"),
-                           "udp", udp=True)
+    summary = _dual_replay(tmp_path, _udp_exchange(b"q" * 3000, b"r" * 100), "udp", udp=True)
     assert summary["replay"]["fragmented_over_mtu"] == 1
     capture = tmp_path / "udp" / "capture.pcapng"
     assert not fields(capture, ["frame.number"], "frame.len > 1514 && !(udp.port == 1550)")
@@ -140,9 +100,7 @@ def test_a_datagram_recorded_over_the_mtu_enters_as_fragments(tmp_path):
 
 
 def test_kept_wrong_checksums_stay_wrong_in_every_cut_segment(tmp_path):
-    from scapy.layers.inet import IP
-
-    records = _conversation(IP, "192.0.2.10", "192.0.2.200", b"GET", b"r" * 7000)
+    records = http6("192.0.2.10", 40000, "192.0.2.200", T0, family=IP, request=b"GET", response=b"r" * 7000)
     time, frame = records[4]
     records[4] = (time, frame[:14 + 20 + 16] + b"\x00\x00" + frame[14 + 20 + 18:])  # checksum offload's zero
     summary = _dual_replay(tmp_path, records, "kept", keep_checksums=True)

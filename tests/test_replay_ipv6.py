@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import types
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -31,6 +30,7 @@ from dataplane.wire.frames import SYN
 from dataplane.wire.ipv6 import FlowView6, bad_checksum6
 from dataplane.wire.pcapng import PcapngWriter
 from test_replay import replay
+from test_replay_input import account, write
 
 T0 = 1_700_000_000 * 10**9
 CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -52,28 +52,31 @@ def dual_scenario(**overrides):
 
 
 def http6(client: str = CLIENT6, port: int = 40000, server: str = SERVER6, start: int = T0, ext=None,
-          family=IPv6) -> list[tuple[int, bytes]]:
+          family=IPv6, server_port: int = 80, request: bytes = REQUEST,
+          response: bytes = RESPONSE) -> list[tuple[int, bytes]]:
     """One recorded HTTP connection over IPv6 (or IPv4 with ``family=IP``): handshake, request, response,
-    FIN exchange.  ``ext`` is put between the IPv6 header and TCP of every client packet."""
+    FIN exchange (8 packets, 100 us apart).  ``ext`` is put between the IPv6 header and TCP of every
+    client packet.  The other replay tests build their connections with it too."""
     c_seq, s_seq = 1000, 5000
 
     def c(flags, payload=b""):
         ip = family(src=client, dst=server)
         return bytes(Ether(src=CLIENT_MAC, dst=SERVER_MAC) / (ip / ext if ext is not None else ip) /
-                     TCP(sport=port, dport=80, seq=c_seq, ack=s_seq if "A" in flags else 0, flags=flags) / payload)
+                     TCP(sport=port, dport=server_port, seq=c_seq, ack=s_seq if "A" in flags else 0, flags=flags) /
+                     payload)
 
     def s(flags, payload=b""):
         return bytes(Ether(src=SERVER_MAC, dst=CLIENT_MAC) / family(src=server, dst=client) /
-                     TCP(sport=80, dport=port, seq=s_seq, ack=c_seq, flags=flags) / payload)
+                     TCP(sport=server_port, dport=port, seq=s_seq, ack=c_seq, flags=flags) / payload)
 
     packets = [c("S")]
     c_seq += 1
     packets.append(s("SA"))
     s_seq += 1
-    packets += [c("A"), c("PA", REQUEST)]
-    c_seq += len(REQUEST)
-    packets.append(s("PA", RESPONSE))
-    s_seq += len(RESPONSE)
+    packets += [c("A"), c("PA", request)]
+    c_seq += len(request)
+    packets.append(s("PA", response))
+    s_seq += len(response)
     packets.append(c("FA"))
     c_seq += 1
     packets.append(s("FA"))
@@ -88,17 +91,6 @@ def frag6(whole: bytes, offset: int, length: int, more: bool, ident: int = 0x123
     piece = whole[40 + offset:40 + offset + length]
     header = whole[:4] + (8 + len(piece)).to_bytes(2, "big") + bytes((44,)) + whole[7:40]
     return header + bytes((whole[6], 0)) + (offset | more).to_bytes(2, "big") + ident.to_bytes(4, "big") + piece
-
-
-def write(tmp_path: Path, name: str, records, **kwargs) -> Path:
-    path = tmp_path / name
-    synth.write_pcap(path, records, **kwargs)
-    return path
-
-
-def account(summary: dict) -> list[dict]:
-    with open(summary["outputs"]["replay.csv"], newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def se_backend6(summary: dict) -> set[str]:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-from importlib import resources
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
 
 from conftest import assert_passes_gate, fields, scenario_dict
 from dataplane import cli
@@ -20,9 +18,10 @@ from dataplane import scenario as scenario_mod
 from dataplane.replay import ReplayOptions, run_replay, synth
 from dataplane.replay.input import SKIP_REASONS
 from dataplane.replay.options import parse_port_map, parse_vs_map
+from test_ipv6 import colliding_macs_scenario
+from test_replay_ipv6 import http6
 
 T0 = 1_700_000_000 * 10**9
-CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 WEB_SERVER, API_SERVER = "192.0.2.10", "192.0.2.20"      # the recorded servers
 WEB_VIP, API_VIP = "10.10.0.100", "10.10.0.101"
 WEB_POOL, API_POOL = {"10.20.0.101", "10.20.0.102"}, {"10.20.0.111"}
@@ -33,30 +32,7 @@ SYN_FILTER = "tcp.flags.syn == 1 && tcp.flags.ack == 0 && !vxlan"
 
 def http(client: str, cport: int, server: str, sport: int, start: int, family=IP) -> list[tuple[int, bytes]]:
     """One recorded HTTP connection: handshake, request, response, FIN exchange (8 packets)."""
-    c_seq, s_seq = 1000, 5000
-
-    def c(flags, payload=b""):
-        return bytes(Ether(src=CLIENT_MAC, dst=SERVER_MAC) / family(src=client, dst=server) /
-                     TCP(sport=cport, dport=sport, seq=c_seq, ack=s_seq if "A" in flags else 0, flags=flags) / payload)
-
-    def s(flags, payload=b""):
-        return bytes(Ether(src=SERVER_MAC, dst=CLIENT_MAC) / family(src=server, dst=client) /
-                     TCP(sport=sport, dport=cport, seq=s_seq, ack=c_seq, flags=flags) / payload)
-
-    packets = [c("S")]
-    c_seq += 1
-    packets.append(s("SA"))
-    s_seq += 1
-    packets += [c("A"), c("PA", REQUEST)]
-    c_seq += len(REQUEST)
-    packets.append(s("PA", RESPONSE))
-    s_seq += len(RESPONSE)
-    packets.append(c("FA"))
-    c_seq += 1
-    packets.append(s("FA"))
-    s_seq += 1
-    packets.append(c("A"))
-    return [(start + i * 100_000, frame) for i, frame in enumerate(packets)]
+    return http6(client, cport, server, start, family=family, server_port=sport, request=REQUEST)
 
 
 def capture(tmp_path: Path, name: str, *flows: tuple) -> Path:
@@ -308,12 +284,7 @@ def test_an_ipv6_only_vs_skips_ipv4_flows_as_ipv4_no_vip_and_replays_ipv6_ones(t
 # -- building the network fails -----------------------------------------------------------------
 
 def test_a_scenario_only_the_network_build_refuses_is_one_line_and_exit_2(tmp_path, capsys):
-    # These two addresses have the same CRC-32, so their hashed MACs would be one (tests/test_ipv6.py).
-    text = resources.files("dataplane").joinpath("scenarios/demo-dual-stack.toml").read_text()
-    text = text.replace('"[2001:db8:20::101]:8080", "[2001:db8:20::102]:8080"',
-                        '"[2001:db8:20:0:adc8:875f:b9df:b7b0]:8080", "[2001:db8:20:0:9af7:5a07:98df:5aa3]:8080"')
-    scenario = tmp_path / "collide.toml"
-    scenario.write_text(text)
+    scenario = colliding_macs_scenario(tmp_path)
     path = capture(tmp_path, "any.pcap", ("203.0.113.5", 40000, WEB_SERVER, 80))
     out = tmp_path / "out"
     assert cli.main(["replay", str(path), "--scenario", str(scenario), "--out", str(out)]) == 2
