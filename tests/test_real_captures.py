@@ -30,6 +30,7 @@ def test_an_offloaded_dual_stack_client_capture_replays_as_it_was_on_the_wire(tm
     assert replay["checksums_fixed"]["tcp"] == 40, "checksum offload: every recorded TCP checksum is partial"
     assert replay["tcp_super_segments_cut"] == 2, "GRO glued each page response into one 7 kB segment"
     assert replay["flows"]["total"] == replay["flows"]["completed"] == 3
+    assert replay["proxy"]["flows"] == 3, "the tour's VS is a TCP proxy: replayed into its live connections"
     capture = tmp_path / "out" / "capture.pcapng"
     assert_passes_gate(capture)
     # On the wire the super-segments are MTU-sized again: nothing longer than 1514 bytes outside the tunnel.
@@ -37,7 +38,7 @@ def test_an_offloaded_dual_stack_client_capture_replays_as_it_was_on_the_wire(tm
     # The IPv6 flows reach an IPv6 server from the owner SE's IPv6 address; the IPv4 one an IPv4 server.
     syns = fields(capture, ["ipv6.dst", "ip.dst"], 'frame.interface_name == "backend" && tcp.flags.syn == 1 '
                                                    '&& tcp.flags.ack == 0 && tcp.dstport == 8080 '
-                                                   '&& frame.comment contains " snat "')
+                                                   '&& frame.comment contains "proxy server-side"')
     assert sorted(bool(v6) for v6, _ in syns) == [False, True, True], syns
 
 

@@ -14,7 +14,7 @@ from dataplane.wire import capture_reader
 from dataplane import scenario as scenario_mod
 from dataplane.wire.pcapng import PcapngWriter
 from dataplane.replay import ReplayOptions
-from dataplane.replay import PROXY_FALLBACK, run_replay
+from dataplane.replay import run_replay
 from conftest import assert_passes_gate, fields, scenario_dict, tshark
 
 REAL = Path(__file__).parent.parent / "pcaps" / "real" / "curl-http-server.pcap"
@@ -51,7 +51,7 @@ def assert_clean_per_hop(capture: Path, summary: dict, tmp_path: Path) -> None:
         assert flagged == "", f"{hop}: {flagged[:1500]}"
         # Replayed connections only: the SEs' health probes (SYN, SYN-ACK, RST) share the backend.
         streams = fields(extract, ["tcp.stream", "tcp.completeness"], "tcp.flags.syn == 1 && tcp.flags.ack == 0 "
-                         '&& (frame.comment contains "snat" || frame.comment contains "gw route")', "-2")
+                         '&& frame.comment matches "snat|gw route|proxy server-side"', "-2")
         assert len(streams) == summary["replay"]["flows"]["total"], f"{hop}: {streams}"
         assert all(int(c) == 31 for _, c in streams), f"{hop}: incomplete {streams[:5]}"
 
@@ -297,12 +297,3 @@ def test_scale_out_in_the_middle_of_a_recorded_capture(tmp_path):
     assert by_loop[0] == by_loop[1] == {"se-1"}
     assert by_loop[3] | by_loop[4] == {"se-1", joined[0]["se"]}, by_loop
     assert_clean_per_hop(summary["_out"] / "capture.pcapng", summary, tmp_path)
-
-
-def test_a_tcp_proxy_vs_is_replayed_on_the_fast_path_and_the_summary_says_so(tmp_path, capsys):
-    assert _cli(tmp_path, REAL, "--out", str(tmp_path / "o")) == 0
-    out = capsys.readouterr().out
-    assert "network profile: vs-web's tcp-proxy replayed as tcp-fast-path: replay sends the recorded" in out
-    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert summary["replay"]["profile_fallbacks"] == [{"vs": "vs-web", "asked": "tcp-proxy",
-                                                       "replayed_as": "tcp-fast-path", "why": PROXY_FALLBACK}]

@@ -204,9 +204,7 @@ def format_replay(summary: dict) -> str:
     by_vs = replay.get("flows_by_vs", {})
     if len(by_vs) > 1:
         lines.append("replayed flows by virtual service: " + ", ".join(f"{name} {n}" for name, n in by_vs.items()))
-    for fallback in replay.get("profile_fallbacks", ()):
-        lines.append(f"network profile: {fallback['vs']}'s {fallback['asked']} replayed as {fallback['replayed_as']}: "
-                     f"{fallback['why']}")
+    lines += _proxy_lines(replay["proxy"])
     for reason, count in replay["skipped"].items():
         lines.append(f"  skipped {count}: {SKIP_REASONS.get(reason, reason)} [{reason}]")
     packets = replay["packets"]
@@ -227,6 +225,28 @@ def format_replay(summary: dict) -> str:
                      + ("the first replayed packet" if timeline["from"] == "first-packet" else "the run's start")
                      + f" (t={timeline['origin_at']:g} s)")
     return "\n".join(lines)
+
+
+def _proxy_lines(proxy: dict) -> list[str]:
+    """What replay into the TCP proxy's live connections translated and could not replay as recorded."""
+    if not proxy["flows"]:
+        return []
+    lines = [f"tcp-proxy: {proxy['flows']} flows replayed into the SEs' live connections, "
+             f"{proxy['acks_translated']} ACK numbers translated to the SEs' sequence numbers"]
+    withheld = {reason: n for reason, n in proxy["withheld"].items() if n}
+    unfaithful = [f"{n} {reason.replace('_', ' ')}s withheld" for reason, n in withheld.items()]
+    if proxy["acks_added"]:
+        unfaithful.append(f"{proxy['acks_added']} ACKs added where the recording acknowledged bytes the SE "
+                          "had not sent yet")
+    if proxy["windows_scaled"]:
+        unfaithful.append(f"{proxy['windows_scaled']} scaled windows sent in bytes "
+                          f"({proxy['windows_capped']} capped at 65535)")
+    if proxy["options_removed"]:
+        unfaithful.append("options the SE does not negotiate removed: "
+                          + ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in proxy["options_removed"].items()))
+    if unfaithful:
+        lines.append("  not replayed as recorded: " + "; ".join(unfaithful))
+    return lines
 
 
 def _repairs(replay: dict) -> list[str]:

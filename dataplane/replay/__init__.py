@@ -4,7 +4,6 @@ Replay a recorded capture through a scenario's network (``run_replay``).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 from .. import __version__
@@ -15,7 +14,7 @@ from .account import Account
 from .options import ReplayError, ReplayOptions
 from .replayer import Replayer
 
-__all__ = ["ACCOUNT_FILES", "PROXY_FALLBACK", "ReplayError", "ReplayOptions", "Replayer", "run_replay"]
+__all__ = ["ACCOUNT_FILES", "ReplayError", "ReplayOptions", "Replayer", "run_replay"]
 
 #: The per-frame and per-flow account written beside the capture.
 ACCOUNT_FILES = ("replay.csv", "replay-flows.csv")
@@ -27,34 +26,15 @@ def run_replay(scenario: Scenario, capture, out_dir, options: ReplayOptions | No
 
     ``on_progress(byte_offset)`` is called as the input is read, with -1 when it is over.
     """
-    replayed, fallbacks = _replayable(scenario)
 
     def run(capture_file, on_event, stack, account_paths) -> dict:
         account = Account(*(account_paths[name] for name in ACCOUNT_FILES))
         stack.callback(account.abandon)
-        replayer = Replayer(replayed, capture, account, options, on_progress=on_progress)
-        net = build(replayed, capture_file, on_event=on_event, application=f"dataplane {__version__} replay",
+        replayer = Replayer(scenario, capture, account, options, on_progress=on_progress)
+        net = build(scenario, capture_file, on_event=on_event, application=f"dataplane {__version__} replay",
                     hooks=replayer.hooks())
         replayer.attach(net)
         summary = replayer.run()
-        summary["replay"]["profile_fallbacks"] = fallbacks
         net.capture.close()
         return summary
     return write_outputs(out_dir, run, extra=ACCOUNT_FILES)
-
-
-#: Why a TCP-proxy virtual service is replayed on the fast path (said in the printed summary).
-PROXY_FALLBACK = ("replay sends the recorded segments as they are; a proxy would answer them with its own "
-                  "sequence numbers, which the recording cannot follow")
-
-
-def _replayable(scenario: Scenario) -> tuple[Scenario, list[dict]]:
-    """The scenario replay runs: a TCP-proxy virtual service runs on the fast path, and the summary says so."""
-    services, fallbacks = [], []
-    for vs in scenario.virtual_services:
-        if vs.network_profile == "tcp-proxy":
-            fallbacks.append({"vs": vs.name, "asked": "tcp-proxy", "replayed_as": "tcp-fast-path",
-                              "why": PROXY_FALLBACK})
-            vs = dataclasses.replace(vs, network_profile="tcp-fast-path")
-        services.append(vs)
-    return dataclasses.replace(scenario, virtual_services=tuple(services)), fallbacks

@@ -165,6 +165,16 @@ class ReplayClients(Host):
         if note:
             self.directory.sending(row, len(pieces))
 
+    def send_added(self, flow: Any, seq: int, ack: int, window: int, note: str) -> None:
+        """Send an ACK the recording does not have (``proxied``); the router's comment gives ``note``."""
+        frame = dual.tcp(self.router_nic.mac, self.nic.mac, flow.client_ip, flow.vip, flow.client_port, flow.vport,
+                         seq, ack, frames.ACK, b"", 0, None, window)
+        notes = self.runtime.notes
+        if len(notes) >= MAX_NOTES:
+            del notes[next(iter(notes))]
+        notes[frame[ETH_LEN:]] = note
+        self.nic.send(frame, self.name)
+
     def handle_ip(self, nic, frame: bytes, view: frames.FlowView) -> None:
         if view.fragment or view.proto not in (frames.PROTO_TCP, frames.PROTO_UDP):
             self.drop("replay_client_unsupported")
@@ -173,7 +183,7 @@ class ReplayClients(Host):
         if flow is None or flow.outcome is not None:
             self.drop("replay_client_no_flow")
             return
-        flow.arrived_at_client(view.flags)
+        flow.arrived_at_client(frame, view)
 
 
 class ReplayServer(Server):
@@ -196,7 +206,7 @@ class ReplayServer(Server):
                     flow = self._flow_for(view)
                 if flow is not None:
                     if flow.outcome is None:
-                        flow.arrived_at_server(flags)
+                        flow.arrived_at_server(frame, view)
                     return
         super().handle_ip(nic, frame, view)
 
@@ -227,6 +237,13 @@ class ReplayServer(Server):
     def forget(self, flow: ReplayFlow) -> None:
         if self.peers.get((flow.peer_ip, flow.peer_port, flow.proto)) is flow:
             del self.peers[(flow.peer_ip, flow.peer_port, flow.proto)]
+
+    def send_added(self, flow: Any, seq: int, ack: int, window: int, note: str) -> None:
+        """Send an ACK the recording does not have into the SE's connection (``proxied``)."""
+        frame = dual.tcp(ZERO_MAC, self.nic.mac, self.ip, flow.peer_ip, self.port, flow.peer_port, seq, ack,
+                         frames.ACK, b"", 0, None, window)
+        self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
+                                                    f"{self.endpoint}>{flow.peer_text}")
 
     def send_recorded(self, flow: ReplayFlow, packet: bytes, row: Any) -> None:
         if self.v6:

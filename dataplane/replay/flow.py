@@ -54,6 +54,8 @@ class SideState:
     extra_pieces: int = 0
     #: This side sent a recorded RST: a reset arriving at the other end is the recording's, not the network's.
     sent_reset: bool = False
+    #: Packets read and deliberately never sent (``proxied``: a recorded retransmission or duplicate ACK).
+    withheld: int = 0
 
 
 @dataclass(slots=True)
@@ -191,7 +193,8 @@ class ReplayFlow:
 
     # -- arrivals ----------------------------------------------------------------
 
-    def arrived_at_server(self, flags: int) -> None:
+    def arrived_at_server(self, frame: bytes, view: Any) -> None:
+        flags = view.flags
         if flags & RST and not self.client.sent_reset:
             self.reset("reset toward the server by the emulated network")
             return
@@ -203,7 +206,8 @@ class ReplayFlow:
             self.pump_server()
         self.replay.progressed(self)
 
-    def arrived_at_client(self, flags: int) -> None:
+    def arrived_at_client(self, frame: bytes, view: Any) -> None:
+        flags = view.flags
         if flags & RST and not self.server_side.sent_reset:
             self.reset("reset toward the client by the emulated network")
             return

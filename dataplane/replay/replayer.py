@@ -49,6 +49,7 @@ from .flow import ReplayFlow, ReplayFlow6
 from .fragments import Reassembler
 from .input6 import Input6, ToVip6
 from .options import MAX_VIRTUAL_SECONDS, ReplayOptions
+from .proxied import ProxiedFlow
 from .recorded_flows import RecordedFlows
 from .services import Services, Target
 from .timing import Pacer
@@ -103,6 +104,7 @@ class Replayer:
         self.checksums_kept = dict.fromkeys(repair.CHECKSUM_AT, 0)
         self.snaplen_filled = 0
         self.entered: Counter[str] = Counter()  # reassembled: whole/as_fragments; tcp_super_segments cut
+        self.proxy_counts: Counter[str] = Counter()  # what replay into tcp-proxy VSs translated or withheld
         # Flow accounting (totals only once a flow has settled: memory stays flat).
         self.flows_total = 0
         self.flows_by_vs: Counter[str] = Counter()
@@ -390,12 +392,15 @@ class Replayer:
         """A recorded flow ``target.vs`` takes: a new replayed flow, its client ``client_ip:sport``."""
         self.flows_total += 1
         recorded = f"{dual.endpoint(src, sport)}>{dual.endpoint(dst, dport)}"
+        proxied = proto == frames.PROTO_TCP and target.vs.spec.network_profile == "tcp-proxy"
         if len(src) == 16:
-            flow = ReplayFlow6(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
+            flow = (ProxiedFlow if proxied else ReplayFlow6)(self, self.flows_total, proto, client_ip, sport,
+                                                             recorded, loop + 1)
             flow.to_vip = ToVip6(src, sport, dst, dport, client_ip, sport, target.vip, target.port, hop_decrement=0)
             self.clients.serve6(client_ip)
         else:
-            flow = ReplayFlow(self, self.flows_total, proto, client_ip, sport, recorded, loop + 1)
+            flow = (ProxiedFlow if proxied else ReplayFlow)(self, self.flows_total, proto, client_ip, sport,
+                                                            recorded, loop + 1)
             flow.to_vip = frames.NatRewrite(src, sport, dst, dport, client_ip, sport, target.vip, target.port,
                                             ttl_decrement=0)
         flow.vs = target.vs.name
@@ -454,16 +459,7 @@ class Replayer:
             flow.drop_queued("flow_stalled")
         self._dead += max(flow.backlog, 0)   # what it still owed will never arrive
         self.outcomes[outcome] += 1
-        recorded = flow.client.read + flow.server_side.read
-        sent = flow.client.sent + flow.server_side.sent
-        arrived = flow.client.arrived + flow.server_side.arrived
-        self.packets["recorded"] += recorded
-        self.packets["sent"] += sent
-        self.packets["arrived"] += arrived
-        if recorded > sent:
-            self.packets["not_sent_" + ("flow_reset" if outcome == "reset" else "stalled")] += recorded - sent
-        if sent > arrived:
-            self.packets["lost_in_network"] += sent - arrived
+        report.count_packets(self.packets, flow, outcome)
         if len(self.flow_details) < MAX_FLOW_DETAILS:
             self.flow_details.append(flow.report())
         self.account.flow_settled(flow, report.flow_row(flow, outcome))

@@ -12,10 +12,12 @@ packet.  The account files hold the same per frame and per flow.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..clock import NS_PER_S, seconds
 from ..wire import dual, frames
+from .proxied import WITHHELD
 
 if TYPE_CHECKING:
     from .flow import ReplayFlow
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 NOT_SENT = {
     "flow_reset": "its flow had been reset by the emulated network",
     "flow_stalled": "its flow stalled: a packet it answers never arrived",
+    **WITHHELD,
 }
 OUTCOMES = ("completed", "open_at_end", "reset", "stalled")
 
@@ -41,6 +44,33 @@ def flow_row(flow: "ReplayFlow", outcome: str) -> list:
             "tcp" if flow.proto == frames.PROTO_TCP else "udp", flow.se or "",
             flow.server.name if flow.server else "", outcome, flow.reset_reason or "",
             counts(flow.client), counts(flow.server_side), flow.first_frame, flow.last_frame, flow.vs]
+
+
+def count_packets(packets: Counter, flow: "ReplayFlow", outcome: str) -> None:
+    """Add a settled flow's packets to the totals: recorded, sent, arrived, and why the rest were not."""
+    client, server = flow.client, flow.server_side
+    recorded, sent, arrived = client.read + server.read, client.sent + server.sent, client.arrived + server.arrived
+    withheld = client.withheld + server.withheld
+    packets["recorded"] += recorded
+    packets["sent"] += sent
+    packets["arrived"] += arrived
+    if withheld:
+        packets["withheld"] += withheld
+    if recorded - withheld > sent:
+        packets["not_sent_" + ("flow_reset" if outcome == "reset" else "stalled")] += recorded - withheld - sent
+    if sent > arrived:
+        packets["lost_in_network"] += sent - arrived
+
+
+def _proxy(replay: "Replayer") -> dict:
+    """What replay into tcp-proxy virtual services translated, withheld or could not follow (``proxied``)."""
+    counts = replay.proxy_counts
+    return {"flows": counts["flows"], "acks_translated": counts["acks_translated"],
+            "withheld": {reason: counts[reason] for reason in WITHHELD},
+            "acks_added": counts["acks_added"],
+            "windows_scaled": counts["windows_scaled"], "windows_capped": counts["windows_capped"],
+            "options_removed": {key.removeprefix("options_removed_"): n for key, n in sorted(counts.items())
+                                if key.startswith("options_removed_")}}
 
 
 def summary(replay: "Replayer") -> dict:
@@ -77,6 +107,7 @@ def summary(replay: "Replayer") -> dict:
                       "entered_as_fragments": replay.entered["as_fragments"]},
         "flows": {"total": replay.flows_total, **{k: outcomes[k] for k in OUTCOMES}},
         "flows_by_vs": replay.services.counts(replay.flows_by_vs),
+        "proxy": _proxy(replay),
         "packets": dict(sorted(replay.packets.items())),
         "account": dict(replay.account.actions),
         "timeline": _timeline(replay),
