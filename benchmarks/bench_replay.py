@@ -1,7 +1,7 @@
 """
 Replay benchmark: throughput, ratio to a raw read+write, and peak memory vs capture length.
 
-    python benchmarks/bench_replay.py [--packets 1000000] [--small 50000] [--large 2000000]
+    python benchmarks/bench_replay.py [--packets 1000000] [--small 50000] [--large 2000000] [--proxy]
 
 1. Synthesizes a capture of ``--packets`` packets (TCP connections of 15
    packets, 50 concurrent, one packet every 20 us: thousands of flows).
@@ -11,6 +11,9 @@ Replay benchmark: throughput, ratio to a raw read+write, and peak memory vs capt
 3. Replays a ``--small`` and a ``--large`` capture in child processes and
    prints each one's peak RSS and their ratio, which must stay <= 1.2
    (memory follows live flows, not the capture's length).
+4. With ``--proxy``, replays the throughput capture again with the VS under
+   ``tcp-proxy`` (each flow into the SE's two live connections) and prints
+   the time ratio to the fast path.
 
 Every figure comes from this one run; nothing is compared to a stored time.
 """
@@ -67,10 +70,11 @@ def raw_read_write(path: Path, out: Path) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def replay(path: Path, out: Path) -> tuple[dict, float]:
+def replay(path: Path, out: Path, profile: str = "tcp-fast-path") -> tuple[dict, float]:
     from dataplane.replay import run_replay
 
-    sc = scenario.parse(SCENARIO, "bench.toml")
+    sc = scenario.parse({**SCENARIO, "virtual_service": {**SCENARIO["virtual_service"], "network_profile": profile}},
+                        "bench.toml")
     start = time.perf_counter()
     summary = run_replay(sc, path, out)
     return summary, time.perf_counter() - start
@@ -99,6 +103,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--large", type=int, default=2_000_000)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--proxy", action="store_true", help="also time the replay under tcp-proxy")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-replay-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -115,6 +120,11 @@ def main() -> None:
     print(f"replay: {count / replay_s:,.0f} input packets/s ({replay_s:.2f} s, "
           f"{summary['frames_by_segment']} frames written)")
     print(f"replay / raw read+write time: {replay_s / raw_s:.1f}x")
+    if args.proxy:
+        proxied, proxy_s = replay(capture, work / "out-proxy", "tcp-proxy")
+        assert proxied["replay"]["flows"]["completed"] == count // PACKETS_PER_FLOW, proxied["replay"]["flows"]
+        print(f"replay under tcp-proxy: {count / proxy_s:,.0f} input packets/s; "
+              f"time ratio to the fast path {proxy_s / replay_s:.2f}x")
     (work / "raw.pcapng").unlink()
 
     peaks = {}
