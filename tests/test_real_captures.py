@@ -14,6 +14,7 @@ from dataplane import scenario as scenario_mod
 from dataplane.replay import run_replay
 from dataplane.replay.options import ReplayOptions
 from dataplane.replay.segments import segment_tcp
+from test_replay import assert_clean_per_hop
 from test_replay_input import write
 from test_replay_ipv6 import CLIENT_MAC, SERVER_MAC, T0, dual_scenario, http6
 
@@ -40,6 +41,8 @@ def test_an_offloaded_dual_stack_client_capture_replays_as_it_was_on_the_wire(tm
                                                    '&& tcp.flags.ack == 0 && tcp.dstport == 8080 '
                                                    '&& frame.comment contains "proxy server-side"')
     assert sorted(bool(v6) for v6, _ in syns) == [False, True, True], syns
+    # Both live connections of each flow, IPv6 ones included, read clean in Wireshark's TCP analysis.
+    assert_clean_per_hop(capture, summary, tmp_path)
 
 
 def test_a_super_segment_is_cut_as_tso_cuts_it():
