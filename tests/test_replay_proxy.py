@@ -63,6 +63,7 @@ def test_real_capture_replays_through_both_live_connections_of_the_proxy(tmp_pat
     assert rep["flows"] == {"total": REAL_FLOWS, "completed": REAL_FLOWS, "open_at_end": 0, "reset": 0, "stalled": 0}
     assert rep["packets"]["arrived"] == rep["packets"]["sent"] == REAL_PACKETS - REAL_ARP, rep["packets"]
     assert rep["proxy"]["flows"] == REAL_FLOWS
+    assert rep["account"]["lost"] == 0 and rep["account"]["replayed"] == REAL_PACKETS - REAL_ARP, rep["account"]
     assert rep["proxy"]["withheld"] == {"recorded_retransmission": 0, "recorded_duplicate_ack": 0}
     # The recording negotiated window scaling (7 both ways); the SE does not, so windows go in bytes.
     assert rep["proxy"]["windows_scaled"] > 0
@@ -221,6 +222,139 @@ def test_a_recorded_client_reset_resets_the_server_side(tmp_path):
     resets = fields(summary["_out"] / "capture.pcapng", ["frame.comment"],
                     'frame.interface_name == "backend" && tcp.flags.reset == 1 && frame.comment contains "proxy"')
     assert len(resets) == 1 and "server-side" in resets[0][0] and "for 192.0.2.1:40001" in resets[0][0], resets
+
+
+class Recording:
+    """A recorded TCP conversation written packet by packet (client 192.0.2.1:40001, server 192.0.2.2:80)."""
+
+    def __init__(self):
+        self.c_seq, self.s_seq, self.t, self.records = 1000, 90000, 1_000_000_000, []
+
+    def client(self, flags, payload=b"", **fields):
+        self._add(CLIENT, SERVER, 40001, 80, "c_seq", "s_seq", flags, payload, fields)
+
+    def server(self, flags, payload=b"", **fields):
+        self._add(SERVER, CLIENT, 80, 40001, "s_seq", "c_seq", flags, payload, fields)
+
+    def _add(self, src, dst, sport, dport, own, peer, flags, payload, fields):
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=getattr(self, own),
+                  ack=getattr(self, peer) if "A" in flags else 0, window=65535)
+        for name, value in fields.items():
+            setattr(tcp, name, value)
+        mac = (CLIENT_MAC, SERVER_MAC) if src == CLIENT else (SERVER_MAC, CLIENT_MAC)
+        self.records.append((self.t, bytes(Ether(src=mac[0], dst=mac[1]) / IP(src=src, dst=dst) / tcp / payload)))
+        self.t += 100_000
+        setattr(self, own, getattr(self, own) + len(payload) + ("S" in flags) + ("F" in flags))
+
+    def handshake(self, synack=True):
+        self.client("S")
+        if synack:
+            self.server("SA")
+        else:
+            self.s_seq += 1   # the capture missed it
+        self.client("A")
+
+    def write(self, path):
+        replay_synth.write_pcap(path, self.records)
+        return path
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_recorded_server_reset_after_its_data_completes_the_flow(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    rec.client("PA", REQUEST)
+    rec.server("PA", b"x" * 500)
+    rec.client("A")
+    rec.server("RA")
+    summary = proxied(tmp_path, rec.write(tmp_path / "rst.pcap"))
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1, rep["flow_details"]
+    assert rep["packets"]["arrived"] == rep["packets"]["sent"] == 7 and "lost_in_network" not in rep["packets"]
+    clients = fields(summary["_out"] / "capture.pcapng", ["frame.comment"],
+                     f'ip.dst == {CLIENT} && tcp.flags.reset == 1')
+    assert len(clients) == 1 and "proxy client-side" in clients[0][0], "the proxy passes the reset on"
+
+
+def test_a_recording_without_its_syn_ack_gets_one_from_replay(tmp_path):
+    rec = Recording()
+    rec.handshake(synack=False)
+    rec.client("PA", REQUEST)
+    rec.server("PA", b"y" * 300)
+    rec.client("FA")
+    rec.server("FA")
+    rec.client("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "no-synack.pcap"))
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1 and rep["proxy"]["syn_acks_added"] == 1, rep
+    added = fields(summary["_out"] / "capture.pcapng", ["tcp.seq_raw", "frame.comment"],
+                   "frame.interface_name == \"backend\" && tcp.flags.syn == 1 && tcp.flags.ack == 1 "
+                   "&& !(frame.comment contains \"accept\")")
+    assert len(added) == 1 and int(added[0][0]) == 90000 and "SYN-ACK added by replay" in added[0][1], added
+    assert_clean_per_hop(summary["_out"] / "capture.pcapng", summary, tmp_path)
+
+
+def test_a_refused_connection_stalls_and_says_the_proxy_never_connected(tmp_path):
+    rec = Recording()
+    rec.client("S")
+    rec.server("RA")
+    summary = proxied(tmp_path, rec.write(tmp_path / "refused.pcap"))
+    rep = summary["replay"]
+    # The SE answers the SYN itself (a proxy does) and would connect to the server only after the client's
+    # handshake, which the recorded client never completes: the recorded RST has nothing to answer.
+    assert rep["flows"]["stalled"] == 1
+    rows = (summary["_out"] / "replay.csv").read_text()
+    assert "proxy_never_connected" in rows and "the SE never opened its connection to the server" in rows
+
+
+def test_a_bare_ack_the_se_drops_for_its_kept_checksum_is_not_counted_as_arrived(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    rec.client("PA", REQUEST)
+    rec.server("PA", b"z" * 200)
+    rec.client("A", chksum=0x1234)   # wrong on purpose: the SE drops it
+    rec.server("FA")
+    rec.client("FA")
+    rec.server("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "bad-ack.pcap"), gate=False, keep_checksums=True)
+    rep = summary["replay"]
+    assert rep["packets"]["lost_in_network"] == 1 and rep["packets"]["arrived"] == rep["packets"]["sent"] - 1, rep
+    assert rep["checksums_kept"]["tcp"] == 1
+
+
+@pytest.mark.parametrize("case", ["ack_of_nothing", "syn_with_data", "gap_in_capture", "keepalives"])
+def test_odd_recordings_never_raise_and_every_packet_is_accounted(tmp_path, case):
+    rec = Recording()
+    rec.client("S", b"early" if case == "syn_with_data" else b"")
+    rec.server("SA")
+    if case == "ack_of_nothing":
+        rec.client("A", ack=90000)   # acknowledges not even the SYN-ACK: the SE answers with a RST
+    rec.client("A")
+    rec.client("PA", REQUEST)
+    if case == "gap_in_capture":
+        rec.c_seq += 700             # a client segment the capture missed
+        rec.client("PA", b"more")
+    rec.server("PA", b"k" * 100)
+    rec.client("A")
+    if case == "keepalives":
+        for _ in range(2):
+            rec.client("A", seq=rec.c_seq - 1)
+            rec.server("A")
+    rec.client("FA")
+    rec.server("FA")
+    rec.client("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / f"{case}.pcap"))
+    rep = summary["replay"]
+    assert rep["input_packets"] == len(rec.records) == rep["replayed_packets"]
+    assert sum(rep["account"].values()) == len(rec.records) and rep["account"]["lost"] == 0, rep["account"]
+    packets = rep["packets"]
+    assert packets["recorded"] == packets["sent"] + packets.get("withheld", 0) + sum(
+        n for key, n in packets.items() if key.startswith("not_sent")), packets
+    outcome = {"ack_of_nothing": "reset", "syn_with_data": "stalled", "gap_in_capture": "stalled",
+               "keepalives": "completed"}[case]
+    assert rep["flows"][outcome] == 1, (rep["flows"], rep["flow_details"])
 
 
 # -- the translation itself -----------------------------------------------------------------------------------

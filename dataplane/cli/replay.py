@@ -231,13 +231,16 @@ def _proxy_lines(proxy: dict) -> list[str]:
     """What replay into the TCP proxy's live connections translated and could not replay as recorded."""
     if not proxy["flows"]:
         return []
-    lines = [f"tcp-proxy: {proxy['flows']} flows replayed into the SEs' live connections, "
+    flows = f"{proxy['flows']} flow" + ("s" if proxy["flows"] != 1 else "")
+    lines = [f"tcp-proxy: {flows} replayed into the SEs' live connections, "
              f"{proxy['acks_translated']} ACK numbers translated to the SEs' sequence numbers"]
     withheld = {reason: n for reason, n in proxy["withheld"].items() if n}
     unfaithful = [f"{n} {reason.replace('_', ' ')}s withheld" for reason, n in withheld.items()]
     if proxy["acks_added"]:
         unfaithful.append(f"{proxy['acks_added']} ACKs added where the recording acknowledged bytes the SE "
                           "had not sent yet")
+    if proxy["syn_acks_added"]:
+        unfaithful.append(f"{proxy['syn_acks_added']} SYN-ACKs added where the recording has none")
     if proxy["windows_scaled"]:
         unfaithful.append(f"{proxy['windows_scaled']} scaled windows sent in bytes "
                           f"({proxy['windows_capped']} capped at 65535)")

@@ -227,12 +227,15 @@ class Account:
         row = self.sent.pop((int(found.group(2) or 1), int(found.group(1))), None) if found else None
         if row is None:
             return
-        row.flow.unseen -= 1
+        flow = row.flow
+        flow.unseen -= 1
         row.output, row.output_time = self.output_frames, time_ns
         if "[DROPPED" in comment:
             row.note("dropped on the wire by port security")
         row.action = "replayed"
         self.actions["replayed"] += 1
+        if flow.watches_capture:
+            flow.captured(row)
 
     def flow_settled(self, flow, values: list) -> None:
         """``flow`` is over: frames it sent that never crossed a captured segment are lost."""

@@ -165,10 +165,10 @@ class ReplayClients(Host):
         if note:
             self.directory.sending(row, len(pieces))
 
-    def send_added(self, flow: Any, seq: int, ack: int, window: int, note: str) -> None:
+    def send_added(self, flow: Any, seq: int, ack: int, flags: int, window: int, note: str) -> None:
         """Send an ACK the recording does not have (``proxied``); the router's comment gives ``note``."""
         frame = dual.tcp(self.router_nic.mac, self.nic.mac, flow.client_ip, flow.vip, flow.client_port, flow.vport,
-                         seq, ack, frames.ACK, b"", 0, None, window)
+                         seq, ack, flags, b"", 0, None, window)
         notes = self.runtime.notes
         if len(notes) >= MAX_NOTES:
             del notes[next(iter(notes))]
@@ -238,10 +238,12 @@ class ReplayServer(Server):
         if self.peers.get((flow.peer_ip, flow.peer_port, flow.proto)) is flow:
             del self.peers[(flow.peer_ip, flow.peer_port, flow.proto)]
 
-    def send_added(self, flow: Any, seq: int, ack: int, window: int, note: str) -> None:
-        """Send an ACK the recording does not have into the SE's connection (``proxied``)."""
+    def send_added(self, flow: Any, seq: int, ack: int, flags: int, window: int, note: str) -> None:
+        """Send a segment the recording does not have into the SE's connection (``proxied``): an ACK, or the
+        SYN-ACK of a recording that lacks it (with the MSS this server's family allows)."""
+        mss = dual.mss_for(self.ip) if flags & frames.SYN else None
         frame = dual.tcp(ZERO_MAC, self.nic.mac, self.ip, flow.peer_ip, self.port, flow.peer_port, seq, ack,
-                         frames.ACK, b"", 0, None, window)
+                         flags, b"", 0, mss, window)
         self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
                                                     f"{self.endpoint}>{flow.peer_text}")
 

@@ -106,6 +106,8 @@ class ReplayFlow:
                  "input_done", "outcome", "reset_reason", "server", "peer_ip", "peer_port", "se", "close",
                  "last_input", "unsent", "rec_client", "rec_server", "loop", "to_vip", "to_peer", "peer_text",
                  "unseen", "accounted", "first_frame", "last_frame", "send_client", "vs")
+    #: The account calls ``captured(row)`` when a frame of this flow crosses a captured segment (``proxied``).
+    watches_capture = False
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
                  recorded: str, loop: int = 1):
@@ -291,4 +293,4 @@ class ReplayFlow6(ReplayFlow):
 
 
 def _counts(side: SideState) -> dict:
-    return {"recorded": side.read, "sent": side.sent, "arrived": side.arrived}
+    return {"recorded": side.read, "sent": side.sent, "arrived": side.arrived, "withheld": side.withheld}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..clock import NS_PER_S, seconds
 from ..wire import dual, frames
-from .proxied import WITHHELD
+from .proxied import NOT_SENT_PROXY, WITHHELD
 
 if TYPE_CHECKING:
     from .flow import ReplayFlow
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 NOT_SENT = {
     "flow_reset": "its flow had been reset by the emulated network",
     "flow_stalled": "its flow stalled: a packet it answers never arrived",
-    **WITHHELD,
+    **NOT_SENT_PROXY,
 }
 OUTCOMES = ("completed", "open_at_end", "reset", "stalled")
 
@@ -67,7 +67,7 @@ def _proxy(replay: "Replayer") -> dict:
     counts = replay.proxy_counts
     return {"flows": counts["flows"], "acks_translated": counts["acks_translated"],
             "withheld": {reason: counts[reason] for reason in WITHHELD},
-            "acks_added": counts["acks_added"],
+            "acks_added": counts["acks_added"], "syn_acks_added": counts["syn_acks_added"],
             "windows_scaled": counts["windows_scaled"], "windows_capped": counts["windows_capped"],
             "options_removed": {key.removeprefix("options_removed_"): n for key, n in sorted(counts.items())
                                 if key.startswith("options_removed_")}}
