@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from dataplane.replay import synth as replay_synth
-from dataplane.replay.proxied import translate
+from dataplane.replay.tcp_rewrite import translate
 from dataplane.wire.checksum import bad_checksum
 from conftest import fields
 from test_replay import REAL, REAL_ARP, REAL_FLOWS, REAL_PACKETS, _cli, assert_clean_per_hop, replay, \
@@ -306,7 +306,8 @@ def test_a_refused_connection_stalls_and_says_the_proxy_never_connected(tmp_path
     # handshake, which the recorded client never completes: the recorded RST has nothing to answer.
     assert rep["flows"]["stalled"] == 1
     rows = (summary["_out"] / "replay.csv").read_text()
-    assert "proxy_never_connected" in rows and "the SE never opened its connection to the server" in rows
+    assert "proxy_never_connected" in rows and "so the SE never connected to the server" in rows
+    assert rep["packets"]["not_sent_proxy_never_connected"] == 1, rep["packets"]
 
 
 def test_a_bare_ack_the_se_drops_for_its_kept_checksum_is_not_counted_as_arrived(tmp_path):
@@ -322,6 +323,62 @@ def test_a_bare_ack_the_se_drops_for_its_kept_checksum_is_not_counted_as_arrived
     rep = summary["replay"]
     assert rep["packets"]["lost_in_network"] == 1 and rep["packets"]["arrived"] == rep["packets"]["sent"] - 1, rep
     assert rep["checksums_kept"]["tcp"] == 1
+
+
+def test_a_64k_gro_super_segment_is_cut_before_pacing_and_fits_the_ses_window(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    rec.client("PA", REQUEST)
+    for _ in range(2):                       # two GRO'd 64 kB reads, each acknowledged once
+        rec.server("A", b"g" * 64000)
+        rec.client("A")
+    rec.server("FA")
+    rec.client("FA")
+    rec.server("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "gro64.pcap"))
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1, rep["flow_details"]
+    assert rep["tcp_super_segments_cut"] == 2 and rep["proxy"]["acks_added"] >= 1, rep["proxy"]
+    capture = summary["_out"] / "capture.pcapng"
+    assert b"".join(live_streams(capture, "frontend", CLIENT).values()) == b"g" * 128000
+    assert not fields(capture, ["frame.number"], "frame.len > 1514 && !(udp.port == 1550)")
+
+
+def test_segments_recorded_out_of_order_all_go(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    rec.client("PA", REQUEST)
+    first = rec.s_seq
+    rec.s_seq = first + 1000
+    rec.server("A", b"2" * 1000)             # the capture saw the second segment first
+    rec.s_seq = first
+    rec.server("A", b"1" * 1000)
+    rec.s_seq = first + 2000
+    rec.client("A")
+    rec.server("FA")
+    rec.client("FA")
+    rec.server("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "ooo.pcap"))
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1 and rep["proxy"]["withheld"]["recorded_retransmission"] == 0, rep
+    assert b"".join(live_streams(summary["_out"] / "capture.pcapng", "frontend", CLIENT).values()) == \
+        b"1" * 1000 + b"2" * 1000
+
+
+def test_a_segment_the_se_drops_is_sent_again_by_the_replayed_end(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    rec.client("PA", REQUEST, chksum=0x4321)   # corrupted on the wire: the SE drops it (--keep-checksums)
+    rec.server("PA", b"r" * 300)
+    rec.client("FA")
+    rec.server("FA")
+    rec.client("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "corrupt.pcap"), gate=False, keep_checksums=True)
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1 and rep["proxy"]["resent_by_replay"] == 1, (rep["flows"], rep["proxy"])
+    again = fields(summary["_out"] / "capture.pcapng", ["tcp.len", "tcp.checksum.status"],
+                   'frame.comment contains "sent again by replay"', "-o", "tcp.check_checksum:TRUE")
+    assert again and again[0] == ["27", "1"], again   # status 1, good: the sender's own copy is right
 
 
 @pytest.mark.parametrize("case", ["ack_of_nothing", "syn_with_data", "gap_in_capture", "keepalives"])

@@ -239,6 +239,10 @@ def _proxy_lines(proxy: dict) -> list[str]:
     if proxy["acks_added"]:
         unfaithful.append(f"{proxy['acks_added']} ACKs added where the recording acknowledged bytes the SE "
                           "had not sent yet")
+    if proxy["resent_by_replay"]:
+        unfaithful.append(f"{proxy['resent_by_replay']} segments the live network lost sent again by replay")
+    if proxy["retransmissions_sent"]:
+        unfaithful.append(f"{proxy['retransmissions_sent']} recorded retransmissions sent for bytes lost live")
     if proxy["syn_acks_added"]:
         unfaithful.append(f"{proxy['syn_acks_added']} SYN-ACKs added where the recording has none")
     if proxy["windows_scaled"]:

@@ -230,12 +230,14 @@ class Account:
         flow = row.flow
         flow.unseen -= 1
         row.output, row.output_time = self.output_frames, time_ns
-        if "[DROPPED" in comment:
-            row.note("dropped on the wire by port security")
+        dropped = "[DROPPED" in comment
+        if dropped:   # "[DROPPED: why]" or "[DROPPED by port security: why]"
+            at = comment.index("[DROPPED")
+            row.note("dropped on the wire" + comment[at + 8:comment.find("]", at)].replace(": ", " (", 1) + ")")
         row.action = "replayed"
         self.actions["replayed"] += 1
         if flow.watches_capture:
-            flow.captured(row)
+            flow.captured(row, dropped)
 
     def flow_settled(self, flow, values: list) -> None:
         """``flow`` is over: frames it sent that never crossed a captured segment are lost."""

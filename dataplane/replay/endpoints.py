@@ -167,8 +167,12 @@ class ReplayClients(Host):
 
     def send_added(self, flow: Any, seq: int, ack: int, flags: int, window: int, note: str) -> None:
         """Send an ACK the recording does not have (``proxied``); the router's comment gives ``note``."""
-        frame = dual.tcp(self.router_nic.mac, self.nic.mac, flow.client_ip, flow.vip, flow.client_port, flow.vport,
-                         seq, ack, flags, b"", 0, None, window)
+        self.send_piece(flow, dual.tcp(self.router_nic.mac, self.nic.mac, flow.client_ip, flow.vip, flow.client_port,
+                                       flow.vport, seq, ack, flags, b"", 0, None, window), note)
+
+    def send_piece(self, flow: Any, frame: bytes, note: str) -> None:
+        """Send a frame that is no recorded packet of its own (``proxied``: a piece of a cut super-segment,
+        an added ACK); the router's comment gives ``note``."""
         notes = self.runtime.notes
         if len(notes) >= MAX_NOTES:
             del notes[next(iter(notes))]
@@ -244,6 +248,12 @@ class ReplayServer(Server):
         mss = dual.mss_for(self.ip) if flags & frames.SYN else None
         frame = dual.tcp(ZERO_MAC, self.nic.mac, self.ip, flow.peer_ip, self.port, flow.peer_port, seq, ack,
                          flags, b"", 0, mss, window)
+        self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
+                                                    f"{self.endpoint}>{flow.peer_text}")
+
+    def send_piece(self, flow: Any, packet: bytes, note: str) -> None:
+        """Send a piece of a recorded super-segment into the SE's connection (``proxied``), named by ``note``."""
+        frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
         self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
                                                     f"{self.endpoint}>{flow.peer_text}")
 

@@ -108,6 +108,8 @@ class ReplayFlow:
                  "unseen", "accounted", "first_frame", "last_frame", "send_client", "vs")
     #: The account calls ``captured(row)`` when a frame of this flow crosses a captured segment (``proxied``).
     watches_capture = False
+    #: Recorded server packets never sent because the SE never connected to the server (``proxied``).
+    unconnected = 0
 
     def __init__(self, replay: ReplaySink, number: int, proto: int, client_ip: bytes, client_port: int,
                  recorded: str, loop: int = 1):

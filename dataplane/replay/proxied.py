@@ -22,13 +22,17 @@ docs/design.md, "Replay into a `tcp-proxy` VS"):
   or the recording acknowledged a whole GRO super-segment at once), the end
   adds an ACK of what did arrive after a grace period, as a live stack would
   (``acks_added``, each named in its frame's comment); a recording without
-  the server's SYN-ACK gets one (``syn_acks_added``).
+  the server's SYN-ACK gets one (``syn_acks_added``).  Each end also sends
+  again, after a retransmission timeout, what the live network lost
+  (``resent_by_replay``), and acknowledges at once data the SE sends again.
 - What the live connections cannot replay faithfully is counted
-  (``Replayer.proxy_counts``) and said in the summary.  Recorded
-  retransmissions and duplicate ACKs are withheld: nothing is lost here, so
-  they would be spurious and three duplicates would trigger a fast retransmit
-  (unless a segment of that end went with a kept wrong checksum, which the SE
-  drops: then the recorded retransmissions go).  Keep-alives go as recorded.
+  (``Replayer.proxy_counts``) and said in the summary.  A recorded
+  retransmission of bytes the SE has already acknowledged is withheld (it
+  would be spurious), and so is a recorded duplicate ACK (it answers a loss
+  of the recording, and three would trigger a fast retransmit); a recorded
+  retransmission of bytes the SE has not acknowledged after a grace goes.
+  Keep-alives go as recorded.  A super-segment (TSO/GRO) is cut into the
+  MTU-sized segments a NIC makes before pacing, so each fits the SE's window.
   The SE negotiates no window scaling, SACK or timestamps (``TcpEndpoint``),
   so windows recorded under scaling are scaled to bytes and capped at 65535,
   SACK blocks and timestamps become NOPs, and the server's SYN-ACK drops the
@@ -41,127 +45,39 @@ more than 4 GiB in one direction is not followed past that.
 from __future__ import annotations
 
 import struct
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any
 
 from ..clock import NS_PER_S
 from ..wire import dual
-from ..wire.checksum import apply_delta, bad_checksum, checksum_delta
+from ..wire.checksum import bad_checksum
 from ..wire.headers import ACK, ETH_LEN, FIN, RST, SYN
 from .flow import ReplayFlow
-from .input6 import transport6
+from .fragments import MTU
+from .live_end import LiveEnd, Pending
+from .repair import check_checksums, fix_checksums
+from .segments import segment_tcp
+from .tcp_rewrite import NOT_AGREED, NOT_OFFERED, segment_of, translate, window_scale
+
+_U16 = struct.Struct("!H")
 
 SEQ_MASK = 0xFFFFFFFF
 MAX_WINDOW = 0xFFFF        # no window scaling live: a window field holds no more
 GRACE_FLOOR = NS_PER_S // 100   # an ACK waits at least 10 ms (plus two live RTTs) for bytes the SE holds back
-NOP = 1
-_ACK_FIELD = struct.Struct("!I")
-_SEQ_ACK = struct.Struct("!II")
-_U16 = struct.Struct("!H")
-#: Options the SE's TCP endpoint never negotiates, by kind: in a SYN-ACK answering its SYN, and later.
-_NOT_OFFERED = {3: "window_scale", 4: "sack_permitted", 8: "timestamps"}
-_NOT_AGREED = {5: "sack_blocks", 8: "timestamps"}
+MIN_RTO = NS_PER_S // 5    # a replayed end resends what the live network lost after this (Linux's floor)
+MAX_RETRIES = 6
 #: Why a recorded packet is withheld, in words (account reasons, ``report.NOT_SENT``).
 WITHHELD = {
-    "recorded_retransmission": "a recorded retransmission: the live connection lost nothing, it would be spurious",
-    "recorded_duplicate_ack": "a recorded duplicate ACK: the live connection lost nothing, it would be spurious",
+    "recorded_retransmission": "a recorded retransmission of bytes the SE had acknowledged: it would be spurious",
+    "recorded_duplicate_ack": "a recorded duplicate ACK: it answers a loss of the recording, not of the live "
+                              "connection",
 }
 #: Every reason a packet of a proxied flow is not sent, in words.
 NOT_SENT_PROXY = {
     **WITHHELD,
-    "proxy_never_connected": "the SE never opened its connection to the server (it does once the client's "
-                             "handshake completes): the recorded server packets had nothing to answer",
+    "proxy_never_connected": "the recorded client never completed its handshake with the SE, so the SE never "
+                             "connected to the server: the recorded server packets had nothing to answer",
 }
-
-
-@dataclass(slots=True)
-class LiveEnd:
-    """One recorded end (client or server) and the SE's live connection it faces."""
-
-    isn: int | None = None        # this end's recorded ISN: its sequence numbers go out as recorded
-    peer_isn: int | None = None   # the recorded peer's ISN, which this end's recorded ACKs count from
-    live_isn: int | None = None   # the SE's ISN on this live connection, which the ACKs sent count from
-    scale: int | None = None      # the window scale this end's SYN offered in the recording
-    shift: int = 0                # the recorded scale of this end's windows (both SYNs offered one)
-    heard: int = 0                # the SE's sequence space arrived here in order (its SYN counts one)
-    acked: int = 0                # this end's sequence space the SE acknowledged
-    window: int = 0               # the SE's last advertised window
-    read_end: int = 0             # the furthest sequence position of this end read from the recording
-    last: tuple | None = None     # (ack, window) of this end's previous recorded packet
-    ends: deque = field(default_factory=deque)   # positions sent that the SE has not acknowledged yet
-    last_arrival: int = 0
-    first_sent_at: int | None = None
-    rtt: int = 0
-    grace_armed: bool = False
-    synced: bool = False          # this end's SYN (or SYN-ACK) was read from the recording
-    damaged: bool = False         # a segment of this end went with a kept wrong checksum (the SE dropped it)
-    sent_end: int = 0             # the furthest sequence position this end has sent
-    sent_window: int = 0          # the window field this end last sent
-    acked_sent: int = 0           # the furthest position of the SE's stream this end has acknowledged
-    noted: bool = False
-
-
-def tcp_offset(packet: bytes, base: int) -> int:
-    """The offset of the TCP header in the IP packet at ``packet[base:]``, of either family."""
-    if packet[base] >> 4 == 4:
-        return base + (packet[base] & 0x0F) * 4
-    return base + transport6(packet[base:])[0]
-
-
-def segment_of(packet: bytes, base: int) -> tuple[int, int, int, int, int, int]:
-    """(TCP offset, seq, ack, flags, window, payload length) of the TCP segment in the IP packet at ``base``."""
-    l4 = tcp_offset(packet, base)
-    if packet[base] >> 4 == 4:
-        end = base + _U16.unpack_from(packet, base + 2)[0]
-    else:
-        end = base + 40 + _U16.unpack_from(packet, base + 4)[0]
-    seq, ack = _SEQ_ACK.unpack_from(packet, l4 + 4)
-    return l4, seq, ack, packet[l4 + 13], _U16.unpack_from(packet, l4 + 14)[0], end - l4 - (packet[l4 + 12] >> 4) * 4
-
-
-def window_scale(packet: bytes, l4: int) -> int | None:
-    """The window scale option of the TCP segment at ``l4`` (RFC 7323), or None."""
-    at, end = l4 + 20, l4 + (packet[l4 + 12] >> 4) * 4
-    while at < end and packet[at]:
-        if packet[at] == NOP:
-            at += 1
-            continue
-        if at + 1 >= end or packet[at + 1] < 2:
-            return None
-        if packet[at] == 3 and packet[at + 1] == 3 and at + 2 < end:
-            return min(packet[at + 2], 14)
-        at += packet[at + 1]
-    return None
-
-
-def translate(packet: bytes, l4: int, ack: int | None, window: int, removable: dict) -> tuple[bytes, list[str]]:
-    """``packet`` with its ACK number and window replaced and the ``removable`` options made NOPs; the TCP
-    checksum is updated incrementally (RFC 1624), so one kept wrong stays as wrong."""
-    buf = bytearray(packet)
-    header_end = l4 + (buf[l4 + 12] >> 4) * 4
-    old = bytes(buf[l4:header_end])
-    if ack is not None:
-        _ACK_FIELD.pack_into(buf, l4 + 8, ack)
-    _U16.pack_into(buf, l4 + 14, window)
-    removed = []
-    at = l4 + 20
-    while at < header_end and buf[at]:
-        if buf[at] == NOP:
-            at += 1
-            continue
-        length = buf[at + 1] if at + 1 < header_end else 0
-        if length < 2 or at + length > header_end:
-            break
-        if buf[at] in removable:
-            removed.append(removable[buf[at]])
-            buf[at:at + length] = bytes([NOP]) * length
-        at += length
-    new = bytes(buf[l4:header_end])
-    if new != old:
-        delta = checksum_delta(old[:16] + old[18:], new[:16] + new[18:])
-        _U16.pack_into(buf, l4 + 16, apply_delta(_U16.unpack_from(old, 16)[0], delta))
-    return bytes(buf), removed
 
 
 class ProxiedFlow(ReplayFlow):
@@ -169,11 +85,12 @@ class ProxiedFlow(ReplayFlow):
 
     Arrival: a segment that occupies sequence space (data, SYN, FIN) has arrived once the SE
     acknowledges it; a bare ACK or RST, which the SE never acknowledges, once it has crossed a
-    captured segment toward the SE (``captured``, called by the account); what an end sent before
-    a RST ended its connection, once that RST has.  ``delivered`` and ``settled`` count on that.
+    captured segment toward the SE without being dropped there (``captured``, called by the
+    account); what an end sent before a RST ended its connection, once that RST has.
+    ``delivered`` and ``settled`` count on that.
     """
 
-    __slots__ = ("up", "down", "counts", "sim", "vip", "vport", "bare", "verify")
+    __slots__ = ("up", "down", "counts", "sim", "vip", "vport", "bare", "verify", "unconnected")
     watches_capture = True
 
     def __init__(self, replay: Any, *args: Any):
@@ -185,6 +102,7 @@ class ProxiedFlow(ReplayFlow):
         self.vip, self.vport = b"", 0   # where the client's packets go (its first packet says)
         self.bare: dict[Any, bool] = {}   # bare ACKs and RSTs sent and not yet captured: row -> from the client
         self.verify = replay.options.keep_checksums   # a wrong checksum was kept: the SE drops that segment
+        self.unconnected = 0     # server packets never sent: the SE never connected to the server
         self.counts["flows"] += 1
 
     def _end(self, client: bool) -> tuple[LiveEnd, Any]:
@@ -200,22 +118,12 @@ class ProxiedFlow(ReplayFlow):
 
     def _read(self, packet: bytes, base: int, row: Any, client: bool) -> None:
         end, side = self._end(client)
-        peer = self.down if client else self.up
         side.read += 1
         l4, seq, ack, flags, window, length = segment_of(packet, base)
         if client and not self.vport:
             self.vip = packet[base + 16:base + 20] if packet[base] >> 4 == 4 else packet[base + 24:base + 40]
             self.vport = _U16.unpack_from(packet, l4 + 2)[0]
-        if flags & SYN and not end.synced:
-            end.synced = True
-            end.isn = peer.peer_isn = seq
-            end.scale = window_scale(packet, l4)
-            if not client and self.up.scale is not None and end.scale is not None:   # scaling agreed
-                self.up.shift, self.down.shift = self.up.scale, end.scale
-        if end.isn is None:   # no recorded SYN-ACK: the client's ACK says what the server's ISN was
-            end.isn = peer.peer_isn = (seq - 1) & SEQ_MASK
-        if flags & ACK and end.peer_isn is None:
-            end.peer_isn = peer.isn = (ack - 1) & SEQ_MASK
+        self._learn_isns(end, client, packet, l4, seq, ack, flags)
         start = (seq - end.isn) & SEQ_MASK
         stop = start + length + (1 if flags & SYN else 0) + (flags & FIN)
         # A keep-alive (one below the next sequence number, at most one byte) goes as recorded.
@@ -226,11 +134,48 @@ class ProxiedFlow(ReplayFlow):
         if duplicate:
             self.withhold(side, row, "recorded_duplicate_ack")
             return
-        again = start < stop <= end.read_end and not keepalive   # all of it was read before: a retransmission
         end.read_end = max(end.read_end, stop)
         need = (ack - end.peer_isn) & SEQ_MASK if flags & ACK else 0
-        side.queue.append(((packet, l4, flags, window, stop, length, again), need, row))
+        for item in self._pieces(packet, base, end, Pending(packet, l4, flags, window, start, stop, length,
+                                                            keepalive), row):
+            side.queue.append((item, need, row))
         self._pump(client)
+
+    def _learn_isns(self, end: LiveEnd, client: bool, packet: bytes, l4: int, seq: int, ack: int,
+                    flags: int) -> None:
+        """The recorded ISNs and window scales, from the SYNs (or, missing a SYN-ACK, from the client's ACK)."""
+        peer = self.down if client else self.up
+        if flags & SYN and not end.synced:
+            end.synced = True
+            end.isn = peer.peer_isn = seq
+            end.scale = window_scale(packet, l4)
+            if not client and self.up.scale is not None and end.scale is not None:   # scaling agreed
+                self.up.shift, self.down.shift = self.up.scale, end.scale
+        if end.isn is None:
+            end.isn = peer.peer_isn = (seq - 1) & SEQ_MASK
+        if flags & ACK and end.peer_isn is None:
+            end.peer_isn = peer.isn = (ack - 1) & SEQ_MASK
+
+    @staticmethod
+    def _pieces(packet: bytes, base: int, end: LiveEnd, whole: Pending, row: Any) -> list[Pending]:
+        """The recorded packet as it goes: whole, or a super-segment cut as a NIC's TSO cuts it, so that
+        each piece can wait for the SE's window on its own."""
+        ip = packet[base:]
+        cut = segment_tcp(ip, whole.l4 - base, MTU, keep_wrong_checksum=bool(check_checksums(ip))) \
+            if len(ip) > MTU else None
+        if not cut:
+            return [whole]
+        row.note(f"a {len(ip)}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} segments a NIC "
+                 f"cuts it into for the {MTU}-byte MTU")
+        row.entered = "tcp_super_segments"
+        pieces = []
+        for number, piece in enumerate(cut, 1):
+            frame = packet[:base] + piece
+            _, seq, _, flags, _, length = segment_of(frame, base)
+            start = (seq - end.isn) & SEQ_MASK
+            pieces.append(Pending(frame, whole.l4, flags, whole.window, start, start + length + (flags & FIN),
+                                  length, False, number, len(cut)))
+        return pieces
 
     def withhold(self, side: Any, row: Any, reason: str) -> None:
         """A recorded packet the live connections must not get: read, counted, never sent."""
@@ -252,48 +197,64 @@ class ProxiedFlow(ReplayFlow):
         end, side = self._end(client)
         queue = side.queue
         while queue and self.outcome is None and (client or self.server is not None):
-            (packet, l4, flags, window, stop, length, again), need, row = queue[0]
+            item, need, row = queue[0]
+            flags = item.flags
             if need > end.heard or flags & ACK and end.live_isn is None:   # bytes the SE has not sent here yet
-                if end.live_isn is not None and not end.grace_armed:
-                    end.grace_armed = True
-                    self.sim.after(self._grace(end), self._grace_over, client)
+                self._wait_for_se(end, client)
                 return
-            if length and not flags & SYN and stop - (flags & FIN) > end.acked + end.window:
-                return   # beyond the SE's live window
-            queue.popleft()
-            if again and not end.damaged:   # the SE has had every byte of it: it would be spurious
+            if item.length and not flags & SYN and item.stop - (flags & FIN) > end.acked + end.window:
+                return   # beyond the SE's live window: its ACK or window update pumps again
+            if item.piece > 1 and row.action == "not_sent":   # the rest of a withheld super-segment
+                queue.popleft()
+                continue
+            again = item.piece <= 1 and not item.keepalive and item.stop > item.start \
+                and end.was_sent(item.start, item.stop)
+            if again and item.stop <= end.acked:   # the SE has every byte of it: it would be spurious
+                queue.popleft()
                 self.withhold(side, row, "recorded_retransmission")
                 continue
-            self._send(client, end, side, packet, l4, flags, window, need, stop, length, row)
+            if again and self.sim.now - end.last_arrival < self._grace(end):
+                self.sim.after(self._grace(end), self._pump, client)   # in flight, or lost? the SE's ACK will say
+                return
+            if again:   # not acknowledged: the live network lost it, and the recording's retransmission recovers it
+                self.counts["retransmissions_sent"] += 1
+            queue.popleft()
+            self._send(client, end, side, item, need, row)
 
-    def _send(self, client: bool, end: LiveEnd, side: Any, packet: bytes, l4: int, flags: int, window: int,
-              need: int, stop: int, length: int, row: Any) -> None:
-        packet = self._live_segment(end, packet, l4, flags, window, need, row)
-        end.sent_end = max(end.sent_end, stop)
+    def _send(self, client: bool, end: LiveEnd, side: Any, item: Pending, need: int, row: Any) -> None:
+        flags = item.flags
+        packet = self._live_segment(end, item, need, row)
+        end.mark_sent(item.start, item.stop)
         if end.first_sent_at is None:
             end.first_sent_at = self.sim.now
-        if self.verify and bad_checksum(packet, ETH_LEN if client else 0) is not None:
-            end.damaged = True   # the SE drops it: it never arrives, and this end's recorded retransmissions go
-        elif (length or flags & (SYN | FIN)) and not flags & RST:
-            end.ends.append(stop)   # arrives when the SE acknowledges it
-        else:
-            self.bare[row] = client   # arrives when it is captured on its way to the SE
+        if item.piece == item.pieces:   # a whole packet, or its last piece: what the packet's arrival waits for
+            if (item.length or flags & (SYN | FIN)) and not flags & RST:
+                end.ends.append(item.stop)   # arrives when the SE acknowledges it
+            elif not (self.verify and bad_checksum(packet, ETH_LEN if client else 0)):   # (else the SE drops it)
+                self.bare[row] = client   # arrives when it is captured on its way to the SE
         if flags & RST:
             side.sent_reset = True
-        side.sent += 1
-        if client:
-            self.send_client(self, packet, row)
+        elif item.length or flags & (SYN | FIN):   # resent if the live network loses it (``_resend``)
+            end.unacked.append((item.stop, self._repaired(packet, client)))
+            self._arm_rto(end, client)
+        sender = self.replay.clients if client else self.server
+        if item.piece > 1:
+            loop = f" (loop {row.loop})" if row.loop > 1 else ""
+            sender.send_piece(self, packet, f"piece {item.piece} of {item.pieces} of input frame {row.frame}{loop}")
         else:
-            self.server.send_recorded(self, packet, row)
-        if row in self.bare and row.action is not None:   # settled without a capture of its own (``untold``)
-            self.captured(row)
+            side.sent += 1
+            if client:
+                self.send_client(self, packet, row)
+            else:
+                self.server.send_recorded(self, packet, row)
+            if row in self.bare and row.action is not None:   # settled without a capture of its own (``untold``)
+                self.captured(row)
         self._acknowledged(end, side)
 
-    def _live_segment(self, end: LiveEnd, packet: bytes, l4: int, flags: int, window: int, need: int,
-                      row: Any) -> bytes:
+    def _live_segment(self, end: LiveEnd, item: Pending, need: int, row: Any) -> bytes:
         """The recorded segment as the live connection takes it: ACK translated, window in bytes, options
         the SE did not agree to made NOPs; each change counted."""
-        counts = self.counts
+        counts, flags, window = self.counts, item.flags, item.window
         if end.shift and not flags & SYN:
             window <<= end.shift
             counts["windows_scaled"] += 1
@@ -301,11 +262,11 @@ class ProxiedFlow(ReplayFlow):
                 window = MAX_WINDOW
                 counts["windows_capped"] += 1
         if not flags & SYN:
-            removable = _NOT_AGREED
+            removable = NOT_AGREED
         else:   # a SYN offers what it likes; a SYN-ACK answers the SE's SYN, which offered none of them
-            removable = _NOT_OFFERED if flags & ACK else {}
+            removable = NOT_OFFERED if flags & ACK else {}
         ack = (end.live_isn + need) & SEQ_MASK if flags & ACK else None
-        packet, removed = translate(packet, l4, ack, window, removable)
+        packet, removed = translate(item.packet, item.l4, ack, window, removable)
         for name in removed:
             counts[f"options_removed_{name}"] += 1
         end.sent_window = window
@@ -317,8 +278,15 @@ class ProxiedFlow(ReplayFlow):
                 row.note("its ACK number and those after it translated to the proxy's live connection (tcp-proxy)")
         return packet
 
+    # -- when the SE holds bytes back -------------------------------------------------------------
+
     def _grace(self, end: LiveEnd) -> int:
         return GRACE_FLOOR + 2 * end.rtt
+
+    def _wait_for_se(self, end: LiveEnd, client: bool) -> None:
+        if end.live_isn is not None and not end.grace_armed:
+            end.grace_armed = True
+            self.sim.after(self._grace(end), self._grace_over, client)
 
     def _grace_over(self, client: bool) -> None:
         """A recorded packet has waited for bytes the SE holds back: acknowledge what did arrive, as a live
@@ -345,6 +313,44 @@ class ProxiedFlow(ReplayFlow):
         sender = self.replay.clients if client else self.server
         sender.send_added(self, seq, ack, flags, end.sent_window or MAX_WINDOW, note)
 
+    # -- when the live network loses what a replayed end sent ------------------------------------
+
+    def _repaired(self, packet: bytes, client: bool) -> bytes:
+        """What a resend carries: a checksum kept wrong (``--keep-checksums``) was corruption on the wire,
+        and the sender's copy is right."""
+        base = ETH_LEN if client else 0
+        wrong = check_checksums(packet[base:]) if self.verify else None
+        return packet[:base] + fix_checksums(packet[base:], wrong) if wrong else packet
+
+    def _rto(self, end: LiveEnd) -> int:
+        return max(MIN_RTO, 3 * end.rtt) << end.retries
+
+    def _arm_rto(self, end: LiveEnd, client: bool) -> None:
+        if not end.rto_armed:
+            end.rto_armed = True
+            self.sim.after(self._rto(end), self._resend, client, end.acked)
+
+    def _resend(self, client: bool, acked_then: int) -> None:
+        """No ACK for a retransmission timeout: send the oldest unacknowledged segment again, as the recorded
+        end's own stack would (the recording cannot: its retransmissions answer its own losses)."""
+        end, _ = self._end(client)
+        end.rto_armed = False
+        unacked = end.unacked
+        while unacked and unacked[0][0] <= end.acked:
+            unacked.popleft()
+        if not unacked or self.outcome is not None or end.retries >= MAX_RETRIES:
+            return
+        if end.acked > acked_then:   # the SE is acknowledging: nothing lost yet
+            end.retries = 0
+        else:
+            waited_ms = self._rto(end) * 1000 // NS_PER_S
+            end.retries += 1
+            self.counts["resent_by_replay"] += 1
+            sender = self.replay.clients if client else self.server
+            sender.send_piece(self, unacked[0][1], f"sent again by replay: no ACK from the SE for {waited_ms} ms, "
+                                                   "lost live")
+        self._arm_rto(end, client)
+
     # -- what the SE sends ----------------------------------------------------------------------
 
     def arrived_at_client(self, frame: bytes, view: Any) -> None:
@@ -364,13 +370,12 @@ class ProxiedFlow(ReplayFlow):
                 self._ended(end, side)
             return
         seq, ack = dual.seq_ack(frame, view)
-        now = self.sim.now
         before = (end.heard, end.acked)
         if flags & SYN:
             if end.live_isn is None:
                 end.live_isn = seq
             end.heard = max(end.heard, 1)
-            end.last_arrival = now
+            end.last_arrival = self.sim.now
             if not client and not end.synced and not end.sent_end and end.isn is not None:
                 self._add(False, end, SYN | ACK, "SYN-ACK added by replay: the recording has none")
         elif end.live_isn is not None:
@@ -378,17 +383,22 @@ class ProxiedFlow(ReplayFlow):
             stop = start + view.payload_len + (flags & FIN)
             if start <= end.heard < stop:
                 end.heard = stop
-                end.last_arrival = now
+                end.last_arrival = self.sim.now
+            elif start < stop <= end.heard and end.acked_sent:   # the SE sends again what is here: our ACK was lost
+                self._add(client, end, ACK, "ACK added by replay: the SE sent again bytes that had arrived")
         if flags & ACK and end.isn is not None:
             acked = (ack - end.isn) & SEQ_MASK
-            if end.acked < acked <= end.read_end:
+            if end.acked < acked <= end.sent_end:
                 end.acked = acked
+                end.last_arrival = self.sim.now
         end.window = dual.window(frame, view)
         self._acknowledged(end, side)
         if (end.heard, end.acked) != before:
             self.replay.progressed(self, arrived=False)   # the live connection moves: the flow is not stalled
         if side.queue:
             self._pump(client)
+
+    # -- arrival ----------------------------------------------------------------------------------
 
     def _acknowledged(self, end: LiveEnd, side: Any) -> None:
         """Count the segments of this end the SE has acknowledged as arrived."""
@@ -400,10 +410,11 @@ class ProxiedFlow(ReplayFlow):
             side.arrived += 1
             self.replay.progressed(self)
 
-    def captured(self, row: Any) -> None:
-        """The account saw ``row``'s frame on a captured segment: a bare ACK or RST has arrived."""
+    def captured(self, row: Any, dropped: bool = False) -> None:
+        """The account saw ``row``'s frame on a captured segment: a bare ACK or RST has arrived, unless the
+        segment dropped it (``dropped``: the frame's comment says ``[DROPPED``)."""
         client = self.bare.pop(row, None)
-        if client is None:
+        if client is None or dropped:
             return
         end, side = self._end(client)
         side.arrived += 1
@@ -419,12 +430,12 @@ class ProxiedFlow(ReplayFlow):
             self.replay.progressed(self)
 
     def drop_queued(self, reason: str) -> None:
-        if reason == "flow_stalled" and self.server is None and self.server_side.queue:
-            reason_server = "proxy_never_connected"   # nothing for the recorded server to answer
-            for _, _, row in self.server_side.queue:
+        if reason == "flow_stalled" and self.server is None and not self.up.acked_sent:
+            for _, _, row in self.server_side.queue:   # the SE never connected: nothing to answer
+                self.unconnected += 1
                 self.unsent += 1
                 self.replay.unsent_total += 1
-                self.replay.not_sent(row, reason_server)
+                self.replay.not_sent(row, "proxy_never_connected")
             self.server_side.queue.clear()
         super().drop_queued(reason)
 
@@ -434,4 +445,4 @@ class ProxiedFlow(ReplayFlow):
         return client.arrived + client.withheld == client.read and server.arrived + server.withheld == server.read
 
 
-__all__ = ["NOT_SENT_PROXY", "ProxiedFlow", "WITHHELD", "segment_of", "translate", "window_scale"]
+__all__ = ["NOT_SENT_PROXY", "ProxiedFlow", "WITHHELD"]

@@ -56,8 +56,12 @@ def count_packets(packets: Counter, flow: "ReplayFlow", outcome: str) -> None:
     packets["arrived"] += arrived
     if withheld:
         packets["withheld"] += withheld
-    if recorded - withheld > sent:
-        packets["not_sent_" + ("flow_reset" if outcome == "reset" else "stalled")] += recorded - withheld - sent
+    unconnected = flow.unconnected
+    if unconnected:
+        packets["not_sent_proxy_never_connected"] += unconnected
+    if recorded - withheld - unconnected > sent:
+        packets["not_sent_" + ("flow_reset" if outcome == "reset" else "stalled")] += \
+            recorded - withheld - unconnected - sent
     if sent > arrived:
         packets["lost_in_network"] += sent - arrived
 
@@ -68,6 +72,7 @@ def _proxy(replay: "Replayer") -> dict:
     return {"flows": counts["flows"], "acks_translated": counts["acks_translated"],
             "withheld": {reason: counts[reason] for reason in WITHHELD},
             "acks_added": counts["acks_added"], "syn_acks_added": counts["syn_acks_added"],
+            "retransmissions_sent": counts["retransmissions_sent"], "resent_by_replay": counts["resent_by_replay"],
             "windows_scaled": counts["windows_scaled"], "windows_capped": counts["windows_capped"],
             "options_removed": {key.removeprefix("options_removed_"): n for key, n in sorted(counts.items())
                                 if key.startswith("options_removed_")}}
