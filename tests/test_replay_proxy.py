@@ -381,6 +381,25 @@ def test_a_segment_the_se_drops_is_sent_again_by_the_replayed_end(tmp_path):
     assert again and again[0] == ["27", "1"], again   # status 1, good: the sender's own copy is right
 
 
+def test_a_recorded_retransmission_of_bytes_the_se_lost_goes(tmp_path):
+    rec = Recording()
+    rec.handshake()
+    first = rec.c_seq
+    rec.client("PA", REQUEST, chksum=0x4321)   # the SE drops it (--keep-checksums) ...
+    rec.client("PA", REQUEST, seq=first)       # ... and the recording's own retransmission recovers it
+    rec.c_seq = first + len(REQUEST)
+    rec.server("PA", b"s" * 100)
+    rec.client("FA")
+    rec.server("FA")
+    rec.client("A")
+    summary = proxied(tmp_path, rec.write(tmp_path / "recorded-retransmission.pcap"), gate=False,
+                      keep_checksums=True)
+    rep = summary["replay"]
+    assert rep["flows"]["completed"] == 1, rep["flow_details"]
+    assert rep["proxy"]["retransmissions_sent"] == 1 and rep["proxy"]["resent_by_replay"] == 0, rep["proxy"]
+    assert rep["proxy"]["withheld"]["recorded_retransmission"] == 0
+
+
 @pytest.mark.parametrize("case", ["ack_of_nothing", "syn_with_data", "gap_in_capture", "keepalives"])
 def test_odd_recordings_never_raise_and_every_packet_is_accounted(tmp_path, case):
     rec = Recording()

@@ -42,6 +42,7 @@ class LiveEnd:
     first_sent_at: int | None = None
     rtt: int = 0
     grace_armed: bool = False
+    recheck_armed: bool = False   # a recorded retransmission waits to see whether the SE acknowledges its bytes
     noted: bool = False
     unacked: deque = field(default_factory=deque)   # (stop, frame or packet) sent and not acknowledged
     rto_armed: bool = False

@@ -214,7 +214,9 @@ class ProxiedFlow(ReplayFlow):
                 self.withhold(side, row, "recorded_retransmission")
                 continue
             if again and self.sim.now - end.last_arrival < self._grace(end):
-                self.sim.after(self._grace(end), self._pump, client)   # in flight, or lost? the SE's ACK will say
+                if not end.recheck_armed:   # in flight, or lost? the SE's ACK will say
+                    end.recheck_armed = True
+                    self.sim.after(self._grace(end), self._recheck, client)
                 return
             if again:   # not acknowledged: the live network lost it, and the recording's retransmission recovers it
                 self.counts["retransmissions_sent"] += 1
@@ -250,6 +252,10 @@ class ProxiedFlow(ReplayFlow):
             if row in self.bare and row.action is not None:   # settled without a capture of its own (``untold``)
                 self.captured(row)
         self._acknowledged(end, side)
+
+    def _recheck(self, client: bool) -> None:
+        self._end(client)[0].recheck_armed = False
+        self._pump(client)
 
     def _live_segment(self, end: LiveEnd, item: Pending, need: int, row: Any) -> bytes:
         """The recorded segment as the live connection takes it: ACK translated, window in bytes, options
