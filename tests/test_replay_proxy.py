@@ -254,6 +254,13 @@ class Recording:
             self.s_seq += 1   # the capture missed it
         self.client("A")
 
+    def close(self, first="client"):
+        """Both FINs and the last ACK, ``first`` closing first."""
+        one, other = (self.client, self.server) if first == "client" else (self.server, self.client)
+        one("FA")
+        other("FA")
+        one("A")
+
     def write(self, path):
         replay_synth.write_pcap(path, self.records)
         return path
@@ -283,9 +290,7 @@ def test_a_recording_without_its_syn_ack_gets_one_from_replay(tmp_path):
     rec.handshake(synack=False)
     rec.client("PA", REQUEST)
     rec.server("PA", b"y" * 300)
-    rec.client("FA")
-    rec.server("FA")
-    rec.client("A")
+    rec.close()
     summary = proxied(tmp_path, rec.write(tmp_path / "no-synack.pcap"))
     rep = summary["replay"]
     assert rep["flows"]["completed"] == 1 and rep["proxy"]["syn_acks_added"] == 1, rep
@@ -316,9 +321,7 @@ def test_a_bare_ack_the_se_drops_for_its_kept_checksum_is_not_counted_as_arrived
     rec.client("PA", REQUEST)
     rec.server("PA", b"z" * 200)
     rec.client("A", chksum=0x1234)   # wrong on purpose: the SE drops it
-    rec.server("FA")
-    rec.client("FA")
-    rec.server("A")
+    rec.close(first="server")
     summary = proxied(tmp_path, rec.write(tmp_path / "bad-ack.pcap"), gate=False, keep_checksums=True)
     rep = summary["replay"]
     assert rep["packets"]["lost_in_network"] == 1 and rep["packets"]["arrived"] == rep["packets"]["sent"] - 1, rep
@@ -332,9 +335,7 @@ def test_a_64k_gro_super_segment_is_cut_before_pacing_and_fits_the_ses_window(tm
     for _ in range(2):                       # two GRO'd 64 kB reads, each acknowledged once
         rec.server("A", b"g" * 64000)
         rec.client("A")
-    rec.server("FA")
-    rec.client("FA")
-    rec.server("A")
+    rec.close(first="server")
     summary = proxied(tmp_path, rec.write(tmp_path / "gro64.pcap"))
     rep = summary["replay"]
     assert rep["flows"]["completed"] == 1, rep["flow_details"]
@@ -355,9 +356,7 @@ def test_segments_recorded_out_of_order_all_go(tmp_path):
     rec.server("A", b"1" * 1000)
     rec.s_seq = first + 2000
     rec.client("A")
-    rec.server("FA")
-    rec.client("FA")
-    rec.server("A")
+    rec.close(first="server")
     summary = proxied(tmp_path, rec.write(tmp_path / "ooo.pcap"))
     rep = summary["replay"]
     assert rep["flows"]["completed"] == 1 and rep["proxy"]["withheld"]["recorded_retransmission"] == 0, rep
@@ -370,9 +369,7 @@ def test_a_segment_the_se_drops_is_sent_again_by_the_replayed_end(tmp_path):
     rec.handshake()
     rec.client("PA", REQUEST, chksum=0x4321)   # corrupted on the wire: the SE drops it (--keep-checksums)
     rec.server("PA", b"r" * 300)
-    rec.client("FA")
-    rec.server("FA")
-    rec.client("A")
+    rec.close()
     summary = proxied(tmp_path, rec.write(tmp_path / "corrupt.pcap"), gate=False, keep_checksums=True)
     rep = summary["replay"]
     assert rep["flows"]["completed"] == 1 and rep["proxy"]["resent_by_replay"] == 1, (rep["flows"], rep["proxy"])
@@ -389,9 +386,7 @@ def test_a_recorded_retransmission_of_bytes_the_se_lost_goes(tmp_path):
     rec.client("PA", REQUEST, seq=first)       # ... and the recording's own retransmission recovers it
     rec.c_seq = first + len(REQUEST)
     rec.server("PA", b"s" * 100)
-    rec.client("FA")
-    rec.server("FA")
-    rec.client("A")
+    rec.close()
     summary = proxied(tmp_path, rec.write(tmp_path / "recorded-retransmission.pcap"), gate=False,
                       keep_checksums=True)
     rep = summary["replay"]
@@ -418,9 +413,7 @@ def test_odd_recordings_never_raise_and_every_packet_is_accounted(tmp_path, case
         for _ in range(2):
             rec.client("A", seq=rec.c_seq - 1)
             rec.server("A")
-    rec.client("FA")
-    rec.server("FA")
-    rec.client("A")
+    rec.close()
     summary = proxied(tmp_path, rec.write(tmp_path / f"{case}.pcap"))
     rep = summary["replay"]
     assert rep["input_packets"] == len(rec.records) == rep["replayed_packets"]

@@ -71,11 +71,8 @@ def pieces_of(frame: bytes, row: Any, from_client: bool) -> list[bytes]:
     header, packet = frame[:ETH_LEN], frame[ETH_LEN:]
     view = ip_view(frame)
     if not row.parts and view.proto == PROTO_TCP and not view.fragment:
-        cut = segment_tcp(packet, view.l4 - ETH_LEN, MTU, keep_wrong_checksum=bool(check_checksums(packet)))
+        cut = cut_super_segment(packet, view.l4 - ETH_LEN, row)
         if cut is not None:
-            row.note(f"a {len(packet)}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} "
-                     f"segments a NIC cuts it into for the {MTU}-byte MTU")
-            row.entered = "tcp_super_segments"
             side = row.flow.client if from_client else row.flow.server_side
             side.extra_pieces += len(cut) - 1   # the other end counts the recorded packet once
             return [header + piece for piece in cut]
@@ -83,6 +80,17 @@ def pieces_of(frame: bytes, row: Any, from_client: bool) -> list[bytes]:
     row.note(f"entered as {len(pieces)} fragments (over the {MTU}-byte MTU)")
     row.entered = "as_fragments" if row.parts else "fragmented_over_mtu"
     return pieces
+
+
+def cut_super_segment(packet: bytes, l4: int, row: Any) -> list[bytes] | None:
+    """The recorded TCP super-segment ``packet`` (an IP packet, TCP at ``l4``) as the MTU-sized segments a
+    NIC's TSO cuts it into, said on ``row``; None when it is not cut.  A checksum kept wrong stays wrong."""
+    cut = segment_tcp(packet, l4, MTU, keep_wrong_checksum=bool(check_checksums(packet)))
+    if cut is not None:
+        row.note(f"a {len(packet)}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} "
+                 f"segments a NIC cuts it into for the {MTU}-byte MTU")
+        row.entered = "tcp_super_segments"
+    return cut
 
 
 #: A frame longer than this is cut before it enters the network (``pieces_of``).
@@ -248,12 +256,16 @@ class ReplayServer(Server):
         mss = dual.mss_for(self.ip) if flags & frames.SYN else None
         frame = dual.tcp(ZERO_MAC, self.nic.mac, self.ip, flow.peer_ip, self.port, flow.peer_port, seq, ack,
                          flags, b"", 0, mss, window)
-        self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
-                                                    f"{self.endpoint}>{flow.peer_text}")
+        self._send_unrecorded(flow, frame, note)
 
     def send_piece(self, flow: Any, packet: bytes, note: str) -> None:
         """Send a piece of a recorded super-segment into the SE's connection (``proxied``), named by ``note``."""
-        frame = flow.to_peer.apply(self.header + packet, self.arp_cache.get(flow.peer_ip, ZERO_MAC), self.nic.mac)
+        next_hop = self.arp_cache.get(flow.peer_ip, ZERO_MAC)
+        self._send_unrecorded(flow, flow.to_peer.apply(self.header + packet, next_hop, self.nic.mac), note)
+
+    def _send_unrecorded(self, flow: Any, frame: bytes, note: str) -> None:
+        """A frame that is no recorded packet of its own, commented as ``send_recorded`` comments (which
+        builds its comment inline: it runs for every recorded server packet)."""
         self.send_ip(self.nic, flow.peer_ip, frame, f"{self.name} {note} (flow {flow.number}) "
                                                     f"{self.endpoint}>{flow.peer_text}")
 

@@ -169,9 +169,13 @@ class ReplayFlow:
     def not_sent(self, from_client: bool, row: Any) -> None:
         """A packet of a flow the network already reset: read, never sent."""
         (self.client if from_client else self.server_side).read += 1
+        self.give_up(row, "flow_reset")
+
+    def give_up(self, row: Any, reason: str) -> None:
+        """``row``'s packet, read, is never sent: count it and tell the account why."""
         self.unsent += 1
         self.replay.unsent_total += 1
-        self.replay.not_sent(row, "flow_reset")
+        self.replay.not_sent(row, reason)
 
     # -- sending -----------------------------------------------------------------
 
@@ -233,10 +237,8 @@ class ReplayFlow:
     def drop_queued(self, reason: str) -> None:
         """Give up the packets still waiting on either side: they are never sent."""
         for side in (self.client, self.server_side):
-            self.unsent += len(side.queue)
-            self.replay.unsent_total += len(side.queue)
             for _, _, row in side.queue:
-                self.replay.not_sent(row, reason)
+                self.give_up(row, reason)
             side.queue.clear()
 
     # -- state ---------------------------------------------------------------------

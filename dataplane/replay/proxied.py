@@ -53,10 +53,10 @@ from ..wire import dual
 from ..wire.checksum import bad_checksum
 from ..wire.headers import ACK, ETH_LEN, FIN, RST, SYN
 from .flow import ReplayFlow
+from .endpoints import cut_super_segment
 from .fragments import MTU
 from .live_end import LiveEnd, Pending
 from .repair import check_checksums, fix_checksums
-from .segments import segment_tcp
 from .tcp_rewrite import NOT_AGREED, NOT_OFFERED, segment_of, translate, window_scale
 
 _U16 = struct.Struct("!H")
@@ -107,6 +107,10 @@ class ProxiedFlow(ReplayFlow):
 
     def _end(self, client: bool) -> tuple[LiveEnd, Any]:
         return (self.up, self.client) if client else (self.down, self.server_side)
+
+    def _sender(self, client: bool) -> Any:
+        """The node that sends for this end: the replay clients, or the pool server the SE chose."""
+        return self.replay.clients if client else self.server
 
     # -- reading the recording ------------------------------------------------------------------
 
@@ -161,13 +165,9 @@ class ProxiedFlow(ReplayFlow):
         """The recorded packet as it goes: whole, or a super-segment cut as a NIC's TSO cuts it, so that
         each piece can wait for the SE's window on its own."""
         ip = packet[base:]
-        cut = segment_tcp(ip, whole.l4 - base, MTU, keep_wrong_checksum=bool(check_checksums(ip))) \
-            if len(ip) > MTU else None
+        cut = cut_super_segment(ip, whole.l4 - base, row) if len(ip) > MTU else None
         if not cut:
             return [whole]
-        row.note(f"a {len(ip)}-byte TCP super-segment (TSO/GRO), entered as the {len(cut)} segments a NIC "
-                 f"cuts it into for the {MTU}-byte MTU")
-        row.entered = "tcp_super_segments"
         pieces = []
         for number, piece in enumerate(cut, 1):
             frame = packet[:base] + piece
@@ -180,10 +180,8 @@ class ProxiedFlow(ReplayFlow):
     def withhold(self, side: Any, row: Any, reason: str) -> None:
         """A recorded packet the live connections must not get: read, counted, never sent."""
         side.withheld += 1
-        self.unsent += 1
-        self.replay.unsent_total += 1
         self.counts[reason] += 1
-        self.replay.not_sent(row, reason)
+        self.give_up(row, reason)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -239,7 +237,7 @@ class ProxiedFlow(ReplayFlow):
         elif item.length or flags & (SYN | FIN):   # resent if the live network loses it (``_resend``)
             end.unacked.append((item.stop, self._repaired(packet, client)))
             self._arm_rto(end, client)
-        sender = self.replay.clients if client else self.server
+        sender = self._sender(client)
         if item.piece > 1:
             loop = f" (loop {row.loop})" if row.loop > 1 else ""
             sender.send_piece(self, packet, f"piece {item.piece} of {item.pieces} of input frame {row.frame}{loop}")
@@ -316,8 +314,7 @@ class ProxiedFlow(ReplayFlow):
         seq, ack = (end.isn + end.sent_end) & SEQ_MASK, (end.live_isn + end.heard) & SEQ_MASK
         if flags & SYN:
             seq, end.sent_end, end.first_sent_at = end.isn, 1, self.sim.now
-        sender = self.replay.clients if client else self.server
-        sender.send_added(self, seq, ack, flags, end.sent_window or MAX_WINDOW, note)
+        self._sender(client).send_added(self, seq, ack, flags, end.sent_window or MAX_WINDOW, note)
 
     # -- when the live network loses what a replayed end sent ------------------------------------
 
@@ -352,9 +349,8 @@ class ProxiedFlow(ReplayFlow):
             waited_ms = self._rto(end) * 1000 // NS_PER_S
             end.retries += 1
             self.counts["resent_by_replay"] += 1
-            sender = self.replay.clients if client else self.server
-            sender.send_piece(self, unacked[0][1], f"sent again by replay: no ACK from the SE for {waited_ms} ms, "
-                                                   "lost live")
+            note = f"sent again by replay: no ACK from the SE for {waited_ms} ms, lost live"
+            self._sender(client).send_piece(self, unacked[0][1], note)
         self._arm_rto(end, client)
 
     # -- what the SE sends ----------------------------------------------------------------------
@@ -437,11 +433,9 @@ class ProxiedFlow(ReplayFlow):
 
     def drop_queued(self, reason: str) -> None:
         if reason == "flow_stalled" and self.server is None and not self.up.acked_sent:
+            self.unconnected += len(self.server_side.queue)
             for _, _, row in self.server_side.queue:   # the SE never connected: nothing to answer
-                self.unconnected += 1
-                self.unsent += 1
-                self.replay.unsent_total += 1
-                self.replay.not_sent(row, "proxy_never_connected")
+                self.give_up(row, "proxy_never_connected")
             self.server_side.queue.clear()
         super().drop_queued(reason)
 

@@ -33,8 +33,9 @@ from ..wire.frames import ACK, FIN, RST, SYN
 from ..wire.headers import IPV4_DST, IPV4_PROTO, IPV4_SRC, TCP_FLAGS, TCP_SEQ
 from .flow import ReplayFlow, SkippedFlow
 from .input import client_address_problem
-from .input6 import client_address_problem6, transport6
+from .input6 import client_address_problem6
 from .services import Services, Target
+from .tcp_rewrite import tcp_offset
 
 IDLE_TIMEOUT = 300 * NS_PER_S         # recorded time without a packet before an open flow is forgotten
 CLOSE_LINGER = 2 * NS_PER_S           # recorded time a closed flow keeps collecting its last ACKs
@@ -171,7 +172,7 @@ class RecordedFlows:
     def track_close(self, key, flow: ReplayFlow, from_client: bool, packet: bytes, flags: int) -> None:
         """Forget a flow's input as soon as both FINs are acknowledged in the recording (its last
         packet), rather than after CLOSE_LINGER: short connections then hold no state at all."""
-        ihl = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else transport6(packet)[0]
+        ihl = tcp_offset(packet, 0)
         seq, ack = _SEQ_ACK.unpack_from(packet, ihl + TCP_SEQ)
         close = flow.close
         if flags & FIN:

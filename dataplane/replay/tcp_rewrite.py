@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 
+from ..wire import frames
 from ..wire.checksum import apply_delta, checksum_delta
 from .input6 import transport6
 
@@ -45,18 +46,9 @@ def segment_of(packet: bytes, base: int) -> tuple[int, int, int, int, int, int]:
 
 
 def window_scale(packet: bytes, l4: int) -> int | None:
-    """The window scale option of the TCP segment at ``l4`` (RFC 7323), or None."""
-    at, end = l4 + 20, l4 + (packet[l4 + 12] >> 4) * 4
-    while at < end and packet[at]:
-        if packet[at] == NOP:
-            at += 1
-            continue
-        if at + 1 >= end or packet[at + 1] < 2:
-            return None
-        if packet[at] == 3 and packet[at + 1] == 3 and at + 2 < end:
-            return min(packet[at + 2], 14)
-        at += packet[at + 1]
-    return None
+    """The window scale option of the TCP segment at ``l4`` (RFC 7323, at most 14), or None."""
+    at = frames.tcp_option(packet, l4 + 20, l4 + (packet[l4 + 12] >> 4) * 4, 3, 3)
+    return None if at is None else min(packet[at], 14)
 
 
 def translate(packet: bytes, l4: int, ack: int | None, window: int, removable: dict) -> tuple[bytes, list[str]]:

@@ -27,7 +27,7 @@ __all__ = [  # the names the rest of the package reads from here, headers' inclu
     "ACK", "BROADCAST", "ETH_LEN", "ETHERTYPE_ARP", "ETHERTYPE_IPV4", "FIN", "PROTO_ICMP", "PROTO_TCP",
     "PROTO_UDP", "PSH", "RST", "SYN", "TCP_MSS", "ZERO_MAC", "FlowView", "Malformed", "NatRewrite", "checksum",
     "decrement_ttl", "ethernet", "ethertype", "ip_bytes", "ip_text", "ipv4", "is_ipv4_l4", "mac_bytes",
-    "mac_text", "rewrite_ethernet", "rewrite_ipv4_l4", "tcp_frame", "tcp_mss_option", "tcp_payload",
+    "mac_text", "rewrite_ethernet", "rewrite_ipv4_l4", "tcp_frame", "tcp_mss_option", "tcp_option", "tcp_payload",
     "tcp_reset_for", "tcp_segment", "tcp_seq_ack", "tcp_window", "udp_datagram", "udp_frame", "udp_payload", "vxlan_frame",
     "vxlan_inner", "TTL_DECREMENT_DELTA",
 ]
@@ -195,22 +195,28 @@ def tcp_flags(frame: bytes) -> int:
     return frame[l4_offset(frame) + 13]
 
 
-def tcp_mss_option(frame: bytes, view: FlowView) -> int | None:
-    """The MSS option of a TCP segment (RFC 9293 3.2), or None; a malformed option list ends the search."""
-    at, end = view.l4 + 20, view.end - view.payload_len
+def tcp_option(frame: bytes, at: int, end: int, kind: int, length: int) -> int | None:
+    """Where the data of the TCP option ``kind`` of ``length`` bytes starts in the option list
+    ``frame[at:end]``, or None; a malformed option list ends the search (RFC 9293 3.1)."""
     while at < end:
-        kind = frame[at]
-        if kind == 0:  # end of the option list
+        found = frame[at]
+        if found == 0:  # end of the option list
             return None
-        if kind == 1:  # no-operation
+        if found == 1:  # no-operation
             at += 1
             continue
         if at + 1 >= end or frame[at + 1] < 2 or at + frame[at + 1] > end:
             return None
-        if kind == 2 and frame[at + 1] == 4:
-            return _U16.unpack_from(frame, at + 2)[0]
+        if found == kind and frame[at + 1] == length:
+            return at + 2
         at += frame[at + 1]
     return None
+
+
+def tcp_mss_option(frame: bytes, view: FlowView) -> int | None:
+    """The MSS option of a TCP segment (RFC 9293 3.2), or None."""
+    at = tcp_option(frame, view.l4 + 20, view.end - view.payload_len, 2, 4)
+    return None if at is None else _U16.unpack_from(frame, at)[0]
 
 
 def tcp_payload(frame: bytes) -> bytes:
